@@ -1,0 +1,10 @@
+"""cryofield: cryoneurolysis simulation (Pennes bioheat with freezing) on tetrahedral meshes."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cryofield")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

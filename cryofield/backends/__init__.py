@@ -1,0 +1,64 @@
+"""Backend registry: one place that knows which backends exist and which one runs.
+
+``cpu`` is always available. ``cuda`` needs a usable NVIDIA GPU (or ``NUMBA_ENABLE_CUDASIM=1``, the
+Numba CUDA simulator, for tests). ``auto`` picks ``cuda`` when it is usable, else ``cpu``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BackendUnavailable
+from .base import Backend, DeviceProblem
+
+#: name -> "module:class" of each backend, imported on demand.
+REGISTRY = {"cpu": "cryofield.backends.cpu:CpuBackend", "cuda": "cryofield.backends.cuda:CudaBackend"}
+
+
+def cuda_status() -> tuple[bool, str]:
+    """Whether the CUDA backend can run here, and the device name or the reason it cannot."""
+    try:
+        from numba import cuda
+    except Exception as exc:  # numba-cuda missing or broken
+        return False, f"numba.cuda cannot be imported ({exc})"
+    try:
+        if not cuda.is_available():
+            return False, "no CUDA GPU or driver found"
+        importlib.import_module("cryofield.backends.cuda")
+        return True, str(cuda.get_current_device().name.decode() if isinstance(cuda.get_current_device().name, bytes)
+                         else cuda.get_current_device().name)
+    except ModuleNotFoundError:
+        return False, "this version of cryofield has no CUDA backend"
+    except Exception as exc:
+        return False, f"CUDA initialisation failed ({exc})"
+
+
+def available_backends() -> dict[str, tuple[bool, str]]:
+    """Every registered backend with whether it is usable and a description."""
+    from .cpu import CpuBackend
+
+    return {"cpu": (True, CpuBackend().device_name), "cuda": cuda_status()}
+
+
+def get_backend(name: str = "auto") -> Backend:
+    """Instantiate a backend by name (``auto``, ``cpu`` or ``cuda``).
+
+    Raises
+    ------
+    BackendUnavailable
+        When ``cuda`` is asked for explicitly and cannot run (never a silent fallback).
+    """
+    if name == "auto":
+        name = "cuda" if cuda_status()[0] else "cpu"
+    if name not in REGISTRY:
+        raise BackendUnavailable(f"unknown backend '{name}' (choose from auto, {', '.join(REGISTRY)})",
+                                 key="solver.backend")
+    if name == "cuda":
+        ok, why = cuda_status()
+        if not ok:
+            raise BackendUnavailable(f"the cuda backend cannot run here: {why}", key="solver.backend")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["Backend", "DeviceProblem", "available_backends", "cuda_status", "get_backend"]

@@ -1,0 +1,388 @@
+"""The case file: schema, defaults, loading and validation.
+
+A case is a YAML file. Temperatures are °C, durations seconds, material properties SI; lengths in the
+mesh are in the declared ``mesh.units`` (``mm`` or ``m``). Unknown keys are refused. Relative paths are
+relative to the case file.
+
+Example
+-------
+.. code-block:: yaml
+
+    name: demo
+    mesh:
+      file: tissue.msh          # Gmsh, Medit, VTU ... with region tags
+      units: mm
+      regions: {muscle: 1}
+      surfaces: {probe: 10, outer: 11}
+    tissues:
+      muscle: {library: muscle}
+    probes:
+      - {name: probe, surface: probe}
+    protocol:
+      - {kind: freeze, duration: 90, temperature: -70}
+      - {kind: passive_thaw, duration: 30}
+      - {kind: freeze, duration: 90, temperature: -70}
+    boundaries:
+      - {surface: outer, type: fixed, temperature: 37}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError
+from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
+
+ABSOLUTE_ZERO_C = -273.15
+
+
+class Strict(BaseModel):
+    """Base for every case section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Temperature = Annotated[float, Field(gt=ABSOLUTE_ZERO_C, lt=1000.0)]
+Duration = Annotated[float, Field(gt=0.0)]
+
+
+class SlabGenerator(Strict):
+    """A structured box (lengths in ``mesh.units``); surfaces ``xmin``..``zmax``, region ``tissue``."""
+
+    kind: Literal["slab"]
+    size: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    cells: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class SphereShellGenerator(Strict):
+    """An octant of a spherical shell meshed by Gmsh; surfaces ``inner``, ``outer``, ``symmetry``."""
+
+    kind: Literal["sphere_octant_shell"]
+    inner_radius: Annotated[float, Field(gt=0)]
+    outer_radius: Annotated[float, Field(gt=0)]
+    size_inner: Annotated[float, Field(gt=0)]
+    size_outer: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _radii(self):
+        if self.outer_radius <= self.inner_radius:
+            raise ValueError("outer_radius must exceed inner_radius")
+        return self
+
+
+Generator = Annotated[Union[SlabGenerator, SphereShellGenerator], Field(discriminator="kind")]
+
+
+class MeshSpec(Strict):
+    """Where the mesh comes from and how its tags are named."""
+
+    file: str | None = None
+    generate: Generator | None = None
+    units: Literal["mm", "m"] = "mm"
+    regions: dict[str, int] | None = None
+    surfaces: dict[str, int] | None = None
+    tag_array: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.file is None) == (self.generate is None):
+            raise ValueError("give exactly one of 'file' or 'generate'")
+        return self
+
+
+class TissueSpec(Strict):
+    """A tissue: a library entry with overrides, or fully custom (every property given).
+
+    Plausible ranges catch values in the wrong units (e.g. conductivity in mW/m/K).
+    """
+
+    library: str | None = None
+    density: Annotated[float, Field(ge=100, le=25000)] | None = None
+    specific_heat: Annotated[float, Field(ge=100, le=10000)] | None = None
+    conductivity: Annotated[float, Field(gt=0, le=500)] | None = None
+    conductivity_frozen: Annotated[float, Field(gt=0, le=500)] | None = None
+    heat_capacity_frozen: Annotated[float, Field(ge=1e5, le=1e7)] | None = None
+    latent_heat: Annotated[float, Field(ge=0, le=5e8)] | None = None
+    perfusion: Annotated[float, Field(ge=0, le=0.5)] | None = None
+    metabolic_heat: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    solidus: Temperature | None = None
+    liquidus: Temperature | None = None
+    conductivity_table: list[tuple[Temperature, Annotated[float, Field(gt=0, le=500)]]] | None = None
+    specific_heat_table: list[tuple[Temperature, Annotated[float, Field(ge=100, le=10000)]]] | None = None
+
+    @field_validator("library")
+    @classmethod
+    def _known(cls, name):
+        if name is not None and name not in TISSUE_LIBRARY:
+            raise ValueError(f"unknown tissue '{name}'; the library has: {', '.join(TISSUE_LIBRARY)}")
+        return name
+
+    @field_validator("conductivity_table", "specific_heat_table")
+    @classmethod
+    def _increasing(cls, table):
+        if table is not None:
+            temps = [t for t, _ in table]
+            if len(temps) < 2 or any(b <= a for a, b in zip(temps, temps[1:])):
+                raise ValueError("a table needs at least two rows with strictly increasing temperatures")
+        return table
+
+    def material(self, name: str) -> Material:
+        """The resolved :class:`Material`."""
+        values = dict(TISSUE_LIBRARY[self.library]) if self.library else {}
+        values.update(self.model_dump(exclude={"library"}, exclude_none=True))
+        required = ["density", "specific_heat", "conductivity", "conductivity_frozen", "heat_capacity_frozen",
+                    "latent_heat", "perfusion", "metabolic_heat"]
+        missing = [k for k in required if k not in values]
+        if missing:
+            raise ValueError(f"custom tissue lacks {', '.join(missing)} (or name a 'library' tissue)")
+        values.setdefault("solidus", DEFAULT_SOLIDUS)
+        values.setdefault("liquidus", DEFAULT_LIQUIDUS)
+        if values["solidus"] >= values["liquidus"]:
+            raise ValueError(f"solidus ({values['solidus']} °C) must be below liquidus ({values['liquidus']} °C)")
+        for key in ("conductivity_table", "specific_heat_table"):
+            if key in values:
+                values[key] = tuple(tuple(row) for row in values[key])
+        return Material(name=name, **values)
+
+
+class BloodSpec(Strict):
+    """Arterial blood feeding the Pennes perfusion term."""
+
+    density: Annotated[float, Field(ge=500, le=2000)] = 1050.0
+    specific_heat: Annotated[float, Field(ge=1000, le=6000)] = 3617.0
+    arterial_temperature: Temperature = 37.0
+
+    @property
+    def heat_capacity(self) -> float:
+        return self.density * self.specific_heat
+
+
+class ProbeSpec(Strict):
+    """A cryoprobe: a tagged surface of the mesh driven by the protocol.
+
+    ``fixed``: the surface is held at the phase temperature. ``convective``: the surface exchanges heat
+    with the cryogen, ``-k dT/dn = h (T - T_phase)``.
+    """
+
+    name: str
+    surface: str
+    model: Literal["fixed", "convective"] = "fixed"
+    heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] = 3000.0
+
+
+PhaseKind = Literal["freeze", "passive_thaw", "active_thaw", "hold"]
+#: Probe temperature used when a phase gives none (°C).
+DEFAULT_PHASE_TEMPERATURE = {"freeze": -70.0, "active_thaw": 20.0, "hold": 37.0}
+
+
+class PhaseSpec(Strict):
+    """One protocol phase.
+
+    ``freeze``: probe at ``temperature`` (default −70 °C, must be below 0 °C). ``passive_thaw``: probe
+    insulated. ``active_thaw``: probe warmed to ``temperature`` (default +20 °C, must be above 0 °C).
+    ``hold``: probe held at ``temperature`` (default 37 °C).
+    """
+
+    kind: PhaseKind
+    duration: Duration
+    temperature: Temperature | None = None
+
+    @model_validator(mode="after")
+    def _temperature_fits(self):
+        t = self.temperature
+        if self.kind == "passive_thaw" and t is not None:
+            raise ValueError("a passive_thaw phase insulates the probe and takes no temperature")
+        if self.kind == "freeze" and t is not None and t >= 0:
+            raise ValueError(f"a freeze phase needs a temperature below 0 °C (got {t})")
+        if self.kind == "active_thaw" and t is not None and t <= 0:
+            raise ValueError(f"an active_thaw phase needs a temperature above 0 °C (got {t})")
+        return self
+
+    @property
+    def probe_temperature(self) -> float | None:
+        """The temperature the probe is driven to, or None when it is insulated."""
+        if self.kind == "passive_thaw":
+            return None
+        return self.temperature if self.temperature is not None else DEFAULT_PHASE_TEMPERATURE[self.kind]
+
+
+class InitialSpec(Strict):
+    """``basal``: the steady state with the case's boundaries, probes off. ``uniform``: one temperature."""
+
+    type: Literal["basal", "uniform"] = "basal"
+    temperature: Temperature = 37.0
+
+
+class BoundarySpec(Strict):
+    """A boundary condition on a tagged surface. Surfaces not listed are insulated."""
+
+    surface: str
+    type: Literal["fixed", "insulated", "convection"]
+    temperature: Temperature | None = None
+    heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.type == "fixed" and self.temperature is None:
+            raise ValueError("a fixed boundary needs a temperature")
+        if self.type == "convection":
+            if self.temperature is None:
+                self.temperature = 22.0  # room air
+            if self.heat_transfer_coefficient is None:
+                self.heat_transfer_coefficient = 8.0  # still air on skin, 5-10 W/m²/K
+        if self.type == "insulated" and (self.temperature is not None or self.heat_transfer_coefficient):
+            raise ValueError("an insulated boundary takes no temperature or heat_transfer_coefficient")
+        return self
+
+
+OutputField = Literal["temperature", "liquid_fraction", "enthalpy"]
+
+
+class OutputSpec(Strict):
+    """What is written and how often (seconds of simulated time)."""
+
+    snapshot_interval: Duration = 10.0
+    metrics_interval: Duration = 1.0
+    fields: list[OutputField] = ["temperature"]
+    isotherms: list[Temperature] = [-1.0, -20.0, -40.0]
+    dose_thresholds: list[Temperature] = [-20.0, -40.0]
+
+    @field_validator("fields")
+    @classmethod
+    def _temperature_first(cls, fields):
+        return ["temperature"] + [f for f in dict.fromkeys(fields) if f != "temperature"]
+
+
+class SolverSpec(Strict):
+    """Numerics.
+
+    ``rkl2``: second-order Runge–Kutta–Legendre super time stepping, with the fewest stages that make each
+    step stable. ``euler``: forward Euler at the explicit stability limit (a reference, slow on fine
+    meshes). Steps adapt so that no node changes by more than about ``max_change`` K per step, up to
+    ``max_dt`` s. ``safety`` scales the stability bound; ``stages`` fixes the RKL stage count (then
+    ``max_dt`` must be stable with it).
+    """
+
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    scheme: Literal["rkl2", "euler"] = "rkl2"
+    max_dt: Annotated[float, Field(gt=0, le=60)] = 2.0
+    max_change: Annotated[float, Field(gt=0, le=100)] = 10.0
+    stages: Annotated[int, Field(ge=2, le=1000)] | None = None
+    safety: Annotated[float, Field(gt=0, le=1.0)] = 0.9
+    precision: Literal["float64", "float32"] = "float64"
+    reorder: bool = True
+
+
+class Case(Strict):
+    """A whole simulation case."""
+
+    name: str = "case"
+    description: str = ""
+    mesh: MeshSpec
+    tissues: dict[str, TissueSpec]
+    blood: BloodSpec = BloodSpec()
+    probes: list[ProbeSpec] = []
+    protocol: list[PhaseSpec] = []
+    initial: InitialSpec = InitialSpec()
+    boundaries: list[BoundarySpec] = []
+    outputs: OutputSpec = OutputSpec()
+    solver: SolverSpec = SolverSpec()
+
+    #: Directory of the case file; relative paths resolve against it (not part of the schema).
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source: str = Field(default="<memory>", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            raise ValueError("probe names must be unique")
+        if self.protocol and not self.probes:
+            raise ValueError("a protocol needs at least one probe")
+        used = [b.surface for b in self.boundaries] + [p.surface for p in self.probes]
+        dup = {s for s in used if used.count(s) > 1}
+        if dup:
+            raise ValueError(f"surface(s) {sorted(dup)} given more than one boundary condition or probe")
+        return self
+
+    @property
+    def duration(self) -> float:
+        """Total protocol time (s)."""
+        return float(sum(p.duration for p in self.protocol))
+
+    def materials(self) -> dict[str, Material]:
+        """Resolved materials by region name."""
+        out = {}
+        for region, spec in self.tissues.items():
+            try:
+                out[region] = spec.material(region)
+            except ValueError as exc:
+                raise InputError(str(exc), source=self.source, key=f"tissues.{region}") from exc
+        return out
+
+    def resolve(self, path: str) -> Path:
+        """A path from the case file, resolved against the case file's directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def load_case(path: str | Path) -> Case:
+    """Read and validate a case file.
+
+    Raises
+    ------
+    InputError
+        For a missing or unreadable file, malformed YAML, unknown keys, wrong types or implausible values;
+        the message names the file and the dotted key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read case file: {exc.strerror}", source=str(path)) from exc
+    return parse_case(text, source=str(path), base_dir=path.parent)
+
+
+def parse_case(text: str, source: str = "<string>", base_dir: Path | str = ".") -> Case:
+    """Validate a case given as YAML text (see :func:`load_case`)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}", source=source) from exc
+    if not isinstance(data, dict):
+        raise InputError("a case file must be a YAML mapping of sections (mesh, tissues, ...)", source=source)
+    data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else "case")
+    try:
+        case = Case.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_first_error(exc), source=source, key=_error_key(exc)) from exc
+    case.base_dir = Path(base_dir)
+    case.source = source
+    return case
+
+
+def _error_key(exc: ValidationError) -> str:
+    loc = [str(p) for p in exc.errors()[0]["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    return ".".join(p for p in loc if p not in ("slab", "sphere_octant_shell")) or "(top level)"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    if err["type"] not in ("extra_forbidden", "value_error", "missing") and "input" in err:
+        msg += f" (got {err['input']!r})"
+    return msg + extra
+
+
+def case_to_yaml(case: Case) -> str:
+    """The validated case, defaults filled in, as YAML (stored inside every result)."""
+    return yaml.safe_dump(case.model_dump(mode="json"), sort_keys=False)

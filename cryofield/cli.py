@@ -1,0 +1,97 @@
+"""The ``cryofield`` command line. Exit codes: 0 success, 2 bad input, 1 any other failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cryofield", description="Cryoneurolysis simulation: Pennes bioheat "
+                                     "with freezing on tetrahedral meshes.")
+    parser.add_argument("--version", action="version", version=f"cryofield {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a case and write NAME.h5, NAME.xdmf and NAME.json")
+    run.add_argument("case", type=Path, help="case YAML file")
+    run.add_argument("-o", "--output", type=Path, default=Path("results"), help="output directory")
+    run.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
+                     help="override solver.backend of the case")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a case (and its mesh) without running it")
+    validate.add_argument("case", type=Path)
+    validate.set_defaults(func=cmd_validate)
+
+    info = sub.add_parser("info", help="version, backends and threads")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .case import load_case
+    from .report import print_summary
+    from .runner import run_case
+
+    case = load_case(args.case)
+    report = run_case(case, args.output, backend=args.backend, progress=not args.no_progress)
+    print_summary(report)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .case import load_case
+    from .runner import prepare
+    from .stepper import rkl2_stages
+
+    case = load_case(args.case)
+    plan = prepare(case)
+    p = plan.problem
+    print(f"{args.case}: valid")
+    print(f"  mesh: {p.n_nodes} nodes, {p.n_elems} tetrahedra, regions: {', '.join(p.region_names)}")
+    for note in p.mesh.notes:
+        print(f"  note: {note}")
+    control = plan.control()
+    stages = control.stages or rkl2_stages(control.dt_limit(), control.stable_dt)
+    print(f"  protocol: {len(case.protocol)} phase(s), {case.duration:g} s; forward-Euler limit {plan.dt_fe:.3g} s; "
+          f"{case.solver.scheme} up to dt = {control.dt_limit():.3g} s" + (f" with {stages} stages" if
+                                                                              case.solver.scheme == "rkl2" else ""))
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numba
+
+    from .backends import available_backends
+
+    print(f"cryofield {__version__}")
+    print(f"numba {numba.__version__}, threads {numba.get_num_threads()}")
+    for name, (ok, what) in available_backends().items():
+        print(f"backend {name}: {'available' if ok else 'unavailable'} ({what})")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # anything else is a failure of ours or of the machine
+        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

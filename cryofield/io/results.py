@@ -1,0 +1,145 @@
+"""The HDF5 result file.
+
+Layout (all SI, temperatures °C)::
+
+    /                     attrs: format, format_version, cryofield_version, case_name, backend, device,
+                                 precision, scheme, complete (set last)
+    /case                 the validated case as YAML, defaults filled in
+    /case_source          the case file as the user wrote it
+    /mesh/points          (N, 3) m          /mesh/tetra (E, 4)     /mesh/region_id (E,)
+    /mesh/region_names    (R,) strings      /mesh/original_node_index (N,)
+    /mesh/surfaces/NAME   (F, 3) triangles  /mesh/probes/NAME (P,) node indices
+    /snapshots/time       (S,) s            /snapshots/phase (S,)
+    /snapshots/FIELD/i    (N,) one dataset per snapshot (temperature, liquid_fraction, enthalpy)
+    /fields/min_temperature (N,)            /fields/time_below_m20C (N,) s below -20 °C (one per threshold)
+    /metrics/time (M,)  /metrics/phase (M,)  /metrics/probe_temperature (M, P)
+    /metrics/region_min_temperature (M, R)  /metrics/volume_below (M, L, R) m³, attrs levels
+    /protocol             table of phases: kind, start, end, probe temperature (NaN when insulated)
+    /timings              attrs: seconds per stage of the run and throughput counters
+
+The file is written under a temporary name and renamed when complete, so a crash never leaves a file
+that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+FORMAT = "cryofield-result"
+FORMAT_VERSION = 1
+
+
+def result_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    """Where a run named ``name`` writes its files."""
+    return {"h5": out_dir / f"{name}.h5", "xdmf": out_dir / f"{name}.xdmf", "json": out_dir / f"{name}.json"}
+
+
+class ResultWriter:
+    """Writes one run's HDF5 file incrementally; :meth:`finish` makes it visible under its real name."""
+
+    def __init__(self, path: Path, attrs: dict[str, Any]):
+        self.path = Path(path)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        self.file = h5py.File(self.partial, "w")
+        self.file.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, **attrs})
+        self.n_snapshots = 0
+        self.snapshot_times: list[float] = []
+        self.snapshot_phases: list[int] = []
+
+    def write_text(self, name: str, text: str) -> None:
+        self.file.create_dataset(name, data=text, dtype=h5py.string_dtype())
+
+    def write_mesh(self, points, tets, region_id, region_names, surfaces: dict[str, np.ndarray],
+                   probes: dict[str, np.ndarray], original_index) -> None:
+        g = self.file.create_group("mesh")
+        g.create_dataset("points", data=points, compression="gzip")
+        g.create_dataset("tetra", data=np.asarray(tets, np.int32), compression="gzip")
+        g.create_dataset("region_id", data=np.asarray(region_id, np.int32), compression="gzip")
+        g.create_dataset("region_names", data=np.array(region_names, dtype=h5py.string_dtype()))
+        g.create_dataset("original_node_index", data=np.asarray(original_index, np.int64), compression="gzip")
+        s = g.create_group("surfaces")
+        for name, tri in surfaces.items():
+            s.create_dataset(name, data=np.asarray(tri, np.int32))
+        p = g.create_group("probes")
+        for name, nodes in probes.items():
+            p.create_dataset(name, data=np.asarray(nodes, np.int64))
+
+    def write_snapshot(self, time: float, phase: int, fields: dict[str, np.ndarray]) -> None:
+        for name, values in fields.items():
+            self.file.require_group(f"snapshots/{name}").create_dataset(
+                f"{self.n_snapshots:06d}", data=np.asarray(values, np.float64), compression="gzip", compression_opts=1)
+        self.snapshot_times.append(time)
+        self.snapshot_phases.append(phase)
+        self.n_snapshots += 1
+        self.file.flush()
+
+    def write_arrays(self, group: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
+        g = self.file.require_group(group)
+        for name, values in arrays.items():
+            g.create_dataset(name, data=values)
+        g.attrs.update(attrs or {})
+
+    def finish(self, attrs: dict[str, Any]) -> Path:
+        """Write the snapshot index and final attributes, mark complete, close and rename."""
+        self.write_arrays("snapshots", {"time": np.array(self.snapshot_times),
+                                        "phase": np.array(self.snapshot_phases, np.int32)})
+        self.file.attrs.update(attrs)
+        self.file.attrs["complete"] = True
+        self.file.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self.file.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+
+@dataclass
+class Result:
+    """A result file read back into memory (everything but the snapshots, which are read on demand)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    points: np.ndarray
+    tets: np.ndarray
+    region_id: np.ndarray
+    region_names: list[str]
+    surfaces: dict[str, np.ndarray]
+    probes: dict[str, np.ndarray]
+    snapshot_times: np.ndarray
+    snapshot_phases: np.ndarray
+    fields: dict[str, np.ndarray]
+    metrics: dict[str, np.ndarray]
+    metric_attrs: dict[str, Any]
+    case_yaml: str
+
+    def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
+        with h5py.File(self.path, "r") as f:
+            return f[f"snapshots/{field}/{index:06d}"][()]
+
+
+def read_result(path: str | Path) -> Result:
+    """Read a complete result file (refuses partial or foreign files)."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
+            raise ValueError(f"{path} is not a complete cryofield result")
+        m = f["mesh"]
+        return Result(
+            path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m["tetra"][()], region_id=m["region_id"][()],
+            region_names=[s.decode() if isinstance(s, bytes) else s for s in m["region_names"][()]],
+            surfaces={k: v[()] for k, v in m["surfaces"].items()}, probes={k: v[()] for k, v in m["probes"].items()},
+            snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],
+            fields={k: v[()] for k, v in f["fields"].items()},
+            metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
+            case_yaml=f["case"][()].decode(),
+        )

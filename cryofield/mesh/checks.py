@@ -1,0 +1,100 @@
+"""Sanity checks that turn a raw mesh into one the solver can trust, or refuse it with a clear message."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .core import Mesh
+
+#: A mesh of a piece of a patient spans more than a millimetre and less than a metre (in metres).
+PLAUSIBLE_EXTENT_M = (1e-3, 1.0)
+#: A tetrahedron whose volume is below this fraction of its longest edge cubed is degenerate.
+DEGENERATE_RATIO = 1e-8
+
+
+def signed_volumes(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    """Signed volume of each tetrahedron: det[x1-x0, x2-x0, x3-x0] / 6."""
+    p = points[tets]
+    return np.einsum("ij,ij->i", p[:, 1] - p[:, 0], np.cross(p[:, 2] - p[:, 0], p[:, 3] - p[:, 0])) / 6.0
+
+
+def longest_edges(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    """Longest edge length of each tetrahedron."""
+    p = points[tets]
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    return np.max([np.linalg.norm(p[:, a] - p[:, b], axis=1) for a, b in pairs], axis=0)
+
+
+def check_mesh(mesh: Mesh, units: str, source: str | None = None) -> Mesh:
+    """Check and tidy ``mesh`` in place; raise :class:`InputError` for anything the solver cannot use.
+
+    Fixed with a note: negatively oriented tetrahedra (two nodes swapped), nodes used by no tetrahedron
+    (dropped). Refused: degenerate tetrahedra, tags without names or names without tags, boundary
+    triangles not on the tetrahedra, and a bounding box implausible for the declared units.
+    """
+    source = source or mesh.source
+    _check_extent(mesh, units, source)
+    _check_tags(mesh, source)
+    _check_volumes(mesh, source)
+    _drop_orphans(mesh, source)
+    return mesh
+
+
+def _check_extent(mesh: Mesh, units: str, source: str) -> None:
+    extent = float(np.max(mesh.points.max(axis=0) - mesh.points.min(axis=0)))
+    lo, hi = PLAUSIBLE_EXTENT_M
+    if not lo <= extent <= hi:
+        as_declared = extent / (1e-3 if units == "mm" else 1.0)
+        hint = "m" if units == "mm" else "mm"
+        raise InputError(
+            f"the mesh spans {as_declared:g} {units} ({extent:g} m), which is not a plausible size for tissue "
+            f"(expected {lo * 1e3:g} mm to {hi:g} m); are the coordinates in {hint}?",
+            source=source, key="mesh.units")
+
+
+def _check_tags(mesh: Mesh, source: str) -> None:
+    present = set(np.unique(mesh.tet_tags).tolist())
+    for name, tag in mesh.regions.items():
+        if tag not in present:
+            raise InputError(f"region tag {tag} not found among the mesh's tetrahedra (tags present: "
+                             f"{sorted(present)})", source=source, key=f"mesh.regions.{name}")
+    unnamed = present - set(mesh.regions.values())
+    if unnamed:
+        raise InputError(f"tetrahedra with tag(s) {sorted(unnamed)} have no region name; add them to mesh.regions",
+                         source=source, key="mesh.regions")
+    facet_present = set(np.unique(mesh.facet_tags).tolist())
+    for name, tag in mesh.surfaces.items():
+        if tag not in facet_present:
+            raise InputError(f"surface tag {tag} not found among the mesh's triangles (tags present: "
+                             f"{sorted(facet_present) or 'none'})", source=source, key=f"mesh.surfaces.{name}")
+    if len(mesh.facets) and (mesh.facets.max() >= mesh.n_nodes or mesh.facets.min() < 0):
+        raise InputError("a boundary triangle refers to a node that does not exist", source=source)
+    if mesh.tets.max() >= mesh.n_nodes or mesh.tets.min() < 0:
+        raise InputError("a tetrahedron refers to a node that does not exist", source=source)
+
+
+def _check_volumes(mesh: Mesh, source: str) -> None:
+    vol = signed_volumes(mesh.points, mesh.tets)
+    flat = np.flatnonzero(np.abs(vol) < DEGENERATE_RATIO * longest_edges(mesh.points, mesh.tets) ** 3)
+    if len(flat):
+        raise InputError(f"{len(flat)} degenerate (zero-volume) tetrahedra, e.g. element(s) "
+                         f"{flat[:5].tolist()}; repair the mesh", source=source)
+    inverted = vol < 0
+    if inverted.any():
+        mesh.tets[inverted] = mesh.tets[inverted][:, [0, 2, 1, 3]]
+        mesh.notes.append(f"reoriented {int(inverted.sum())} negatively oriented tetrahedra")
+
+
+def _drop_orphans(mesh: Mesh, source: str) -> None:
+    used = np.zeros(mesh.n_nodes, bool)
+    used[mesh.tets.ravel()] = True
+    if used.all():
+        return
+    if len(mesh.facets) and not used[mesh.facets.ravel()].all():
+        raise InputError("tagged boundary triangles use nodes that belong to no tetrahedron", source=source)
+    new_index = np.cumsum(used) - 1
+    mesh.notes.append(f"dropped {int((~used).sum())} orphan node(s) used by no tetrahedron")
+    mesh.points = mesh.points[used]
+    mesh.tets = new_index[mesh.tets]
+    mesh.facets = new_index[mesh.facets]

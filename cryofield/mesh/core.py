@@ -1,0 +1,62 @@
+"""The mesh container passed between layers: plain numpy arrays plus name ↔ tag maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Mesh:
+    """A linear tetrahedral mesh in metres.
+
+    Attributes
+    ----------
+    points
+        (N, 3) node coordinates in metres.
+    tets
+        (E, 4) node indices of each tetrahedron.
+    tet_tags
+        (E,) integer region tag of each tetrahedron.
+    facets
+        (F, 3) node indices of tagged boundary triangles.
+    facet_tags
+        (F,) integer surface tag of each triangle.
+    regions, surfaces
+        Name → tag maps.
+    source
+        Where the mesh came from (a file name or a generator description).
+    notes
+        Things the checks fixed on the way in (e.g. reoriented tetrahedra).
+    """
+
+    points: np.ndarray
+    tets: np.ndarray
+    tet_tags: np.ndarray
+    facets: np.ndarray
+    facet_tags: np.ndarray
+    regions: dict[str, int]
+    surfaces: dict[str, int]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.points)
+
+    @property
+    def n_tets(self) -> int:
+        return len(self.tets)
+
+    def surface_facets(self, name: str) -> np.ndarray:
+        """(F_s, 3) triangles of the named surface."""
+        return self.facets[self.facet_tags == self.surfaces[name]]
+
+    def surface_nodes(self, name: str) -> np.ndarray:
+        """Sorted unique node indices on the named surface."""
+        return np.unique(self.surface_facets(name))
+
+    def region_tets(self, name: str) -> np.ndarray:
+        """Indices of the tetrahedra in the named region."""
+        return np.flatnonzero(self.tet_tags == self.regions[name])

@@ -1,0 +1,113 @@
+"""Reading and writing meshes through meshio, keeping region and surface tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import meshio
+import numpy as np
+
+from ..errors import InputError
+from .core import Mesh
+
+#: Cell-data arrays that carry region tags in common formats, in the order they are tried.
+TAG_ARRAYS = ("gmsh:physical", "medit:ref", "region", "regions", "tag", "CellEntityIds", "material")
+
+UNIT_SCALE = {"m": 1.0, "mm": 1e-3}
+
+
+def read_mesh(
+    path: str | Path,
+    units: str,
+    regions: dict[str, int] | None = None,
+    surfaces: dict[str, int] | None = None,
+    tag_array: str | None = None,
+) -> Mesh:
+    """Read a tetrahedral mesh with region-tagged tetrahedra and tagged boundary triangles.
+
+    Parameters
+    ----------
+    path
+        Any format meshio reads (Gmsh ``.msh``, Medit ``.mesh``, ``.vtu``, ...).
+    units
+        ``"mm"`` or ``"m"``: the unit of the file's coordinates.
+    regions, surfaces
+        Name → tag maps. When omitted they are taken from the file's physical names (Gmsh).
+    tag_array
+        Name of the cell-data array holding the tags; by default the first of :data:`TAG_ARRAYS` present.
+
+    Returns
+    -------
+    Mesh
+        Coordinates converted to metres; tags as in the file (not yet checked, see :mod:`.checks`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"mesh file not found: {path}", key="mesh.file")
+    try:
+        raw = meshio.read(path)
+    except Exception as exc:  # meshio raises many kinds of errors for unreadable files
+        raise InputError(f"cannot read mesh: {exc}", source=str(path)) from exc
+    array = _pick_tag_array(raw, tag_array, path)
+    tets, tet_tags = _cells_of(raw, "tetra", array)
+    if len(tets) == 0:
+        raise InputError("the mesh has no tetrahedra (linear 'tetra' cells are required)", source=str(path))
+    facets, facet_tags = _cells_of(raw, "triangle", array)
+    named = {name: int(tag_dim[0]) for name, tag_dim in raw.field_data.items() if len(tag_dim) >= 2}
+    dims = {name: int(tag_dim[1]) for name, tag_dim in raw.field_data.items() if len(tag_dim) >= 2}
+    if regions is None:
+        regions = {n: t for n, t in named.items() if dims[n] == 3}
+    if surfaces is None:
+        surfaces = {n: t for n, t in named.items() if dims[n] == 2}
+    return Mesh(
+        points=np.ascontiguousarray(raw.points[:, :3], dtype=float) * UNIT_SCALE[units],
+        tets=tets, tet_tags=tet_tags, facets=facets, facet_tags=facet_tags,
+        regions=dict(regions), surfaces=dict(surfaces), source=str(path),
+    )
+
+
+def _pick_tag_array(raw: meshio.Mesh, wanted: str | None, path: Path) -> str:
+    available = list(raw.cell_data)
+    if wanted is not None:
+        if wanted not in available:
+            raise InputError(f"cell-data array '{wanted}' not in the file (it has: {available or 'none'})",
+                             source=str(path), key="mesh.tag_array")
+        return wanted
+    for name in TAG_ARRAYS:
+        if name in available:
+            return name
+    raise InputError(f"no region tags found: expected one of the cell-data arrays {list(TAG_ARRAYS)} "
+                     f"(the file has: {available or 'none'}); name yours with mesh.tag_array", source=str(path))
+
+
+def _cells_of(raw: meshio.Mesh, cell_type: str, array: str) -> tuple[np.ndarray, np.ndarray]:
+    blocks, tags = [], []
+    for block, data in zip(raw.cells, raw.cell_data[array]):
+        if block.type == cell_type:
+            blocks.append(np.asarray(block.data, dtype=np.int64))
+            tags.append(np.asarray(data, dtype=np.int64).ravel())
+    if not blocks:
+        width = 4 if cell_type == "tetra" else 3
+        return np.zeros((0, width), np.int64), np.zeros(0, np.int64)
+    return np.concatenate(blocks), np.concatenate(tags)
+
+
+def write_mesh(mesh: Mesh, path: str | Path, units: str = "mm") -> None:
+    """Write a mesh with its tags and names (Gmsh 2.2 ``.msh`` keeps both; other formats keep tags).
+
+    Coordinates are written in ``units``.
+    """
+    path = Path(path)
+    field_data = {n: np.array([t, 3]) for n, t in mesh.regions.items()}
+    field_data.update({n: np.array([t, 2]) for n, t in mesh.surfaces.items()})
+    tags = [mesh.tet_tags.astype(np.int32), mesh.facet_tags.astype(np.int32)]
+    out = meshio.Mesh(
+        mesh.points / UNIT_SCALE[units],
+        [("tetra", mesh.tets.astype(np.int32)), ("triangle", mesh.facets.astype(np.int32))],
+        cell_data={"gmsh:physical": tags, "gmsh:geometrical": tags},
+        field_data=field_data,
+    )
+    if path.suffix == ".msh":
+        meshio.write(path, out, file_format="gmsh22", binary=True)
+    else:
+        meshio.write(path, out)

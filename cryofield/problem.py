@@ -1,0 +1,261 @@
+"""From a validated case and a checked mesh to the arrays the kernels work on.
+
+Semi-discrete system (P1, lumped mass), for every node ``i`` not held at a fixed temperature::
+
+    V_i dH_i/dt = -sum_e k_e (K_e T)_i  -  hA_i (T_i - T_amb,i)  +  V_i f_l(T_i) [P_i (T_a - T_i) + Q_i]
+
+``V_i`` is the lumped volume, ``k_e`` the element conductivity (mean of k(T) at its four nodes, with the
+element's tissue), ``hA_i`` the lumped convective conductance of Robin surfaces, ``P_i = w_b rho_b c_b``
+and ``Q_i`` the volume-weighted perfusion and metabolic heat of the tissues around the node. The
+enthalpy law ``H(T)`` of a node is that of the tissue holding most of its lumped volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from . import fem
+from .case import Case, PhaseSpec
+from .errors import InputError
+from .materials import Material, MaterialTables, build_tables, maximum_conductivity, minimum_capacity
+from .mesh import Mesh, read_mesh
+from .mesh import generators
+from .mesh.checks import check_mesh
+from .mesh.io import UNIT_SCALE
+
+
+@dataclass
+class BoundaryState:
+    """Boundary conditions in force during one phase, as nodal arrays."""
+
+    fixed: np.ndarray  # (N,) bool: node held at a fixed temperature
+    fixed_temperature: np.ndarray  # (N,) °C where fixed
+    robin_coef: np.ndarray  # (N,) W/K: lumped h*A
+    robin_rhs: np.ndarray  # (N,) W: lumped h*A*T_ambient
+
+
+@dataclass
+class Probe:
+    """A probe's surface nodes and model, as the solver sees it."""
+
+    name: str
+    nodes: np.ndarray
+    area: np.ndarray  # lumped area per node (m²)
+    model: str
+    h: float
+
+
+@dataclass
+class Problem:
+    """Everything the time stepper needs, as plain arrays (see the module docstring for the equation)."""
+
+    mesh: Mesh
+    original_index: np.ndarray  # (N,) node index in the input mesh
+    materials: list[Material]
+    region_names: list[str]  # region name of material index m
+    elem_mat: np.ndarray  # (E,) int32
+    node_mat: np.ndarray  # (N,) int32
+    volumes: np.ndarray  # (E,)
+    edge_coef: np.ndarray  # (E, 6)
+    lumped: np.ndarray  # (N,) m³
+    perfusion: np.ndarray  # (N,) W/m³/K
+    metabolic: np.ndarray  # (N,) W/m³
+    arterial_temperature: float
+    tables: MaterialTables
+    node_ptr: np.ndarray  # (N+1,) incidence CSR: slots of node i are node_slot[node_ptr[i]:node_ptr[i+1]]
+    node_slot: np.ndarray  # (4E,) slot = 4*element + local node
+    base: BoundaryState
+    probes: list[Probe] = field(default_factory=list)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.mesh.n_nodes
+
+    @property
+    def n_elems(self) -> int:
+        return self.mesh.n_tets
+
+    def boundary_state(self, phase: PhaseSpec | None) -> BoundaryState:
+        """Boundary arrays during ``phase`` (None: probes off, as for the basal state)."""
+        state = BoundaryState(self.base.fixed.copy(), self.base.fixed_temperature.copy(),
+                              self.base.robin_coef.copy(), self.base.robin_rhs.copy())
+        t_probe = phase.probe_temperature if phase is not None else None
+        if t_probe is None:
+            return state
+        for probe in self.probes:
+            if probe.model == "fixed":
+                state.fixed[probe.nodes] = True
+                state.fixed_temperature[probe.nodes] = t_probe
+            else:
+                state.robin_coef[probe.nodes] += probe.h * probe.area
+                state.robin_rhs[probe.nodes] += probe.h * probe.area * t_probe
+        return state
+
+    def enthalpy(self, T: np.ndarray) -> np.ndarray:
+        """Nodal H(T) with each node's own enthalpy law."""
+        H = np.empty(self.n_nodes)
+        for m, mat in enumerate(self.materials):
+            sel = self.node_mat == m
+            H[sel] = mat.enthalpy(T[sel])
+        return H
+
+    def liquid_fraction(self, T: np.ndarray) -> np.ndarray:
+        """Nodal liquid fraction with each node's tissue."""
+        return np.clip((T - self.tables.solidus[self.node_mat])
+                       / (self.tables.liquidus[self.node_mat] - self.tables.solidus[self.node_mat]), 0.0, 1.0)
+
+    def element_conductivity(self, T: np.ndarray) -> np.ndarray:
+        """k_e: mean of k(T) at the element's four nodes, evaluated with the element's tissue."""
+        k = np.empty((self.n_elems, 4))
+        for m, mat in enumerate(self.materials):
+            sel = self.elem_mat == m
+            k[sel] = mat.conductivity_at(T[self.mesh.tets[sel]])
+        return k.mean(axis=1)
+
+    def spectral_radius_bound(self, robin_coef: np.ndarray, fixed: np.ndarray) -> float:
+        """Gershgorin bound on the eigenvalues of the linearised operator dF/dH (1/s).
+
+        Row i of ``(V C)^-1 (K + R) + P/C`` with the largest conductivity and the smallest dH/dT each
+        tissue can have, so the bound holds for every temperature.
+        """
+        k_max = np.array([maximum_conductivity(m) for m in self.materials])[self.elem_mat]
+        c_min = np.array([minimum_capacity(m) for m in self.materials])[self.node_mat]
+        w = np.abs(self.edge_coef) * k_max[:, None]
+        tets = self.mesh.tets
+        a, b = fem.EDGES.T
+        off = np.bincount(tets[:, a].ravel(), w.ravel(), self.n_nodes) + np.bincount(tets[:, b].ravel(), w.ravel(),
+                                                                                       self.n_nodes)
+        diag_w = (self.edge_coef * k_max[:, None]).ravel()
+        diag = -(np.bincount(tets[:, a].ravel(), diag_w, self.n_nodes) + np.bincount(tets[:, b].ravel(), diag_w,
+                                                                                        self.n_nodes))
+        rho = (off + np.abs(diag) + robin_coef) / (self.lumped * c_min) + self.perfusion / c_min
+        free = ~fixed
+        return float(rho[free].max()) if free.any() else 0.0
+
+
+def load_mesh(case: Case) -> Mesh:
+    """The case's mesh, read or generated, checked, in metres."""
+    spec = case.mesh
+    scale = UNIT_SCALE[spec.units]
+    if spec.generate is not None:
+        gen = spec.generate
+        if gen.kind == "slab":
+            mesh = generators.slab(gen.size, gen.cells, scale)
+        else:
+            mesh = generators.sphere_octant_shell(gen.inner_radius, gen.outer_radius, gen.size_inner,
+                                                  gen.size_outer, scale)
+        if spec.regions is not None or spec.surfaces is not None:
+            raise InputError("a generated mesh names its own regions and surfaces; remove regions/surfaces",
+                             source=case.source, key="mesh")
+    else:
+        path = case.resolve(spec.file)
+        try:
+            mesh = read_mesh(path, spec.units, spec.regions, spec.surfaces, spec.tag_array)
+        except InputError as exc:
+            exc.source = exc.source or case.source
+            raise
+    return check_mesh(mesh, spec.units)
+
+
+def build_problem(case: Case, mesh: Mesh) -> Problem:
+    """Assemble the :class:`Problem` for ``case`` on ``mesh`` (checks that names match first)."""
+    _check_names(case, mesh)
+    perm = _locality_order(mesh) if case.solver.reorder else np.arange(mesh.n_nodes)
+    mesh = _renumber(mesh, perm)
+    region_names = list(case.tissues)
+    materials_by_region = case.materials()
+    materials = [materials_by_region[r] for r in region_names]
+    tag_to_mat = {mesh.regions[r]: m for m, r in enumerate(region_names)}
+    elem_mat = _map_tags(mesh.tet_tags, tag_to_mat)
+    _, volumes = fem.gradients_and_volumes(mesh.points, mesh.tets)
+    n = mesh.n_nodes
+    lumped = fem.lumped_volumes(mesh.tets, volumes, n)
+    share = np.stack([fem.lumped_volumes(mesh.tets, volumes, n, (elem_mat == m).astype(float))
+                      for m in range(len(materials))], axis=1)
+    blood = case.blood.heat_capacity
+    perfusion = share @ np.array([m.perfusion * blood for m in materials]) / lumped
+    metabolic = share @ np.array([m.metabolic_heat for m in materials]) / lumped
+    order = np.argsort(mesh.tets.ravel(), kind="stable")
+    node_ptr = np.concatenate([[0], np.cumsum(np.bincount(mesh.tets.ravel(), minlength=n))])
+    problem = Problem(
+        mesh=mesh, original_index=perm, materials=materials, region_names=region_names,
+        elem_mat=elem_mat, node_mat=np.argmax(share, axis=1).astype(np.int32), volumes=volumes,
+        edge_coef=fem.edge_coefficients(mesh.points, mesh.tets), lumped=lumped, perfusion=perfusion,
+        metabolic=metabolic, arterial_temperature=case.blood.arterial_temperature, tables=build_tables(materials),
+        node_ptr=node_ptr.astype(np.int64), node_slot=order.astype(np.int64),
+        base=_base_boundaries(case, mesh),
+    )
+    problem.probes = [_probe(mesh, p) for p in case.probes]
+    return problem
+
+
+def _map_tags(tags: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    lut = np.full(int(tags.max()) + 1, -1, np.int32)
+    for tag, m in mapping.items():
+        lut[tag] = m
+    return lut[tags]
+
+
+def _check_names(case: Case, mesh: Mesh) -> None:
+    for region in case.tissues:
+        if region not in mesh.regions:
+            raise InputError(f"no region named '{region}' in the mesh (regions: {', '.join(mesh.regions)})",
+                             source=case.source, key=f"tissues.{region}")
+    for region in mesh.regions:
+        if region not in case.tissues:
+            raise InputError(f"mesh region '{region}' has no tissue; add it under 'tissues'", source=case.source,
+                             key="tissues")
+    for i, probe in enumerate(case.probes):
+        if probe.surface not in mesh.surfaces:
+            raise InputError(f"no surface named '{probe.surface}' in the mesh (surfaces: "
+                             f"{', '.join(mesh.surfaces) or 'none'})", source=case.source, key=f"probes.{i}.surface")
+    for i, bc in enumerate(case.boundaries):
+        if bc.surface not in mesh.surfaces:
+            raise InputError(f"no surface named '{bc.surface}' in the mesh (surfaces: "
+                             f"{', '.join(mesh.surfaces) or 'none'})", source=case.source,
+                             key=f"boundaries.{i}.surface")
+
+
+def _locality_order(mesh: Mesh) -> np.ndarray:
+    """Reverse Cuthill–McKee order of the node graph: neighbours get nearby indices (cache locality)."""
+    t = mesh.tets
+    rows = np.repeat(t, 4, axis=1).ravel()
+    cols = np.tile(t, (1, 4)).ravel()
+    graph = sp.csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(mesh.n_nodes, mesh.n_nodes))
+    return np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=True), np.int64)
+
+
+def _renumber(mesh: Mesh, perm: np.ndarray) -> Mesh:
+    """Nodes in ``perm`` order (new i = old perm[i]); elements sorted by their lowest new node."""
+    new_of_old = np.empty_like(perm)
+    new_of_old[perm] = np.arange(len(perm))
+    tets = new_of_old[mesh.tets]
+    order = np.lexsort((tets.max(axis=1), tets.min(axis=1)))
+    return Mesh(points=mesh.points[perm], tets=tets[order], tet_tags=mesh.tet_tags[order],
+                facets=new_of_old[mesh.facets], facet_tags=mesh.facet_tags, regions=mesh.regions,
+                surfaces=mesh.surfaces, source=mesh.source, notes=mesh.notes)
+
+
+def _base_boundaries(case: Case, mesh: Mesh) -> BoundaryState:
+    n = mesh.n_nodes
+    state = BoundaryState(np.zeros(n, bool), np.zeros(n), np.zeros(n), np.zeros(n))
+    for bc in case.boundaries:
+        if bc.type == "fixed":
+            nodes = mesh.surface_nodes(bc.surface)
+            state.fixed[nodes] = True
+            state.fixed_temperature[nodes] = bc.temperature
+        elif bc.type == "convection":
+            area = fem.lumped_facet_areas(mesh.points, mesh.surface_facets(bc.surface), n)
+            state.robin_coef += bc.heat_transfer_coefficient * area
+            state.robin_rhs += bc.heat_transfer_coefficient * area * bc.temperature
+    return state
+
+
+def _probe(mesh: Mesh, spec) -> Probe:
+    area = fem.lumped_facet_areas(mesh.points, mesh.surface_facets(spec.surface), mesh.n_nodes)
+    nodes = mesh.surface_nodes(spec.surface)
+    return Probe(name=spec.name, nodes=nodes, area=area[nodes], model=spec.model, h=spec.heat_transfer_coefficient)
