@@ -103,15 +103,15 @@ class TissueSpec(Strict):
     library: str | None = None
     density: Annotated[float, Field(ge=100, le=25000)] | None = None
     specific_heat: Annotated[float, Field(ge=100, le=10000)] | None = None
-    conductivity: Annotated[float, Field(gt=0, le=500)] | None = None
-    conductivity_frozen: Annotated[float, Field(gt=0, le=500)] | None = None
+    conductivity: Annotated[float, Field(gt=0, le=100)] | None = None
+    conductivity_frozen: Annotated[float, Field(gt=0, le=100)] | None = None
     heat_capacity_frozen: Annotated[float, Field(ge=1e5, le=1e7)] | None = None
     latent_heat: Annotated[float, Field(ge=0, le=5e8)] | None = None
     perfusion: Annotated[float, Field(ge=0, le=0.5)] | None = None
     metabolic_heat: Annotated[float, Field(ge=0, le=1e6)] | None = None
     solidus: Temperature | None = None
     liquidus: Temperature | None = None
-    conductivity_table: list[tuple[Temperature, Annotated[float, Field(gt=0, le=500)]]] | None = None
+    conductivity_table: list[tuple[Temperature, Annotated[float, Field(gt=0, le=100)]]] | None = None
     specific_heat_table: list[tuple[Temperature, Annotated[float, Field(ge=100, le=10000)]]] | None = None
 
     @field_validator("library")

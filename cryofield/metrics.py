@@ -53,7 +53,7 @@ def volumes_below(T: np.ndarray, tets: np.ndarray, volumes: np.ndarray, elem_gro
     for i, level in enumerate(levels):
         full = hi <= level
         part = (lo < level) & ~full
-        vol = np.bincount(elem_group[full], volumes[full], n_groups)
+        vol = np.bincount(elem_group[full], volumes[full], n_groups).astype(float)
         if part.any():
             vol += np.bincount(elem_group[part], volumes[part] * fraction_below(values[part], level), n_groups)
         out[i] = vol

@@ -1,7 +1,7 @@
 """Steady state of the Pennes problem (the basal state before the probe starts, or a steady reference).
 
 Solves  K(T) T + diag(V f_l P + hA) T = V f_l (P T_a + Q) + hA T_amb  with fixed nodes eliminated, by
-Picard iteration on the temperature-dependent conductivity and liquid fraction; each linear solve is
+Picard iteration (damped when it stalls) on the temperature-dependent conductivity and liquid fraction; each linear solve is
 conjugate gradients preconditioned by smoothed-aggregation algebraic multigrid (pyamg), which takes a
 1 M-node mesh in seconds where a direct 3-D factorisation would fill in badly.
 """
@@ -27,7 +27,7 @@ def system(problem: Problem, state: BoundaryState, T: np.ndarray) -> tuple[sp.cs
 
 
 def steady_state(problem: Problem, state: BoundaryState, T_guess: np.ndarray | float = 37.0,
-                 extra_source: np.ndarray | None = None, tol: float = 1e-7, max_iter: int = 60) -> np.ndarray:
+                 extra_source: np.ndarray | None = None, tol: float = 1e-7, max_iter: int = 200) -> np.ndarray:
     """Nodal steady temperature (°C).
 
     Parameters
@@ -47,6 +47,7 @@ def steady_state(problem: Problem, state: BoundaryState, T_guess: np.ndarray | f
     free = ~fixed
     if not free.any():
         return T
+    relax, last_change = 1.0, np.inf
     for _ in range(max_iter):
         A, b = system(problem, state, T)
         if extra_source is not None:
@@ -56,7 +57,12 @@ def steady_state(problem: Problem, state: BoundaryState, T_guess: np.ndarray | f
         solver = pyamg.smoothed_aggregation_solver(A_ff, max_coarse=500)
         x = solver.solve(b_f, x0=T[free], tol=1e-12, accel="cg", maxiter=500)
         change = np.max(np.abs(x - T[free]))
-        T[free] = x
         if change < tol:
+            T[free] = x
             return T
+        # Picard can cycle across the phase-change interval (k and f_l jump there): damp when it stalls
+        if change > 0.9 * last_change:
+            relax = max(0.1, 0.5 * relax)
+        last_change = change
+        T[free] += relax * (x - T[free])
     raise RuntimeError(f"steady state did not converge in {max_iter} Picard iterations (last change {change:.3g} K)")

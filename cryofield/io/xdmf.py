@@ -37,7 +37,7 @@ def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:
                 attrs.append(f'<Attribute Name="{name}" AttributeType="Scalar" Center="Node">'
                              f'{item(f"/fields/{name}", shape)}</Attribute>')
         grids.append(
-            f'<Grid Name="t{i:06d}" GridType="Uniform"><Time Value="{t!r}"/>'
+            f'<Grid Name="t{i:06d}" GridType="Uniform"><Time Value="{float(t)!r}"/>'
             f'<Topology TopologyType="Tetrahedron" NumberOfElements="{n_tets}">{item("/mesh/tetra", (n_tets, 4), "Int", 4)}'
             f'</Topology><Geometry GeometryType="XYZ">{item("/mesh/points", (n_nodes, 3))}</Geometry>'
             + "".join(attrs) + "</Grid>")
