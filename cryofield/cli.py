@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from . import __version__
 from .errors import InputError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+#: Modules that add command groups: each has ``register(subparsers)`` adding parsers with a ``func``.
+COMMAND_MODULES: list[str] = []
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="version, backends and threads")
     info.set_defaults(func=cmd_info)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
