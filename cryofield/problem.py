@@ -237,7 +237,7 @@ def _renumber(mesh: Mesh, perm: np.ndarray) -> Mesh:
     order = np.lexsort((tets.max(axis=1), tets.min(axis=1)))
     return Mesh(points=mesh.points[perm], tets=tets[order], tet_tags=mesh.tet_tags[order],
                 facets=new_of_old[mesh.facets], facet_tags=mesh.facet_tags, regions=mesh.regions,
-                surfaces=mesh.surfaces, source=mesh.source, notes=mesh.notes)
+                surfaces=mesh.surfaces, source=mesh.source, notes=mesh.notes, metadata=mesh.metadata)
 
 
 def _base_boundaries(case: Case, mesh: Mesh) -> BoundaryState:

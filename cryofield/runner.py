@@ -141,7 +141,7 @@ class Run:
         mesh = problem.mesh
         writer.write_mesh(mesh.points, mesh.tets, problem.elem_mat, problem.region_names,
                           {s: mesh.surface_facets(s) for s in mesh.surfaces},
-                          {p.name: p.nodes for p in problem.probes}, problem.original_index)
+                          {p.name: p.nodes for p in problem.probes}, problem.original_index, mesh.metadata)
         self._write_protocol(writer)
         T0 = self._initial_temperature()
         stepper = self.stepper = Stepper(self.backend, problem, problem.enthalpy(T0), self.plan.control(),

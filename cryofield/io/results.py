@@ -6,6 +6,7 @@ Layout (all SI, temperatures °C)::
                                  precision, scheme, complete (set last)
     /case                 the validated case as YAML, defaults filled in
     /case_source          the case file as the user wrote it
+    /mesh                 attrs: metadata (JSON: probe poses, centerlines, landmarks; see Mesh.metadata)
     /mesh/points          (N, 3) m          /mesh/tetra (E, 4)     /mesh/region_id (E,)
     /mesh/region_names    (R,) strings      /mesh/original_node_index (N,)
     /mesh/surfaces/NAME   (F, 3) triangles  /mesh/probes/NAME (P,) node indices
@@ -23,6 +24,7 @@ that looks finished.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +58,9 @@ class ResultWriter:
         self.file.create_dataset(name, data=text, dtype=h5py.string_dtype())
 
     def write_mesh(self, points, tets, region_id, region_names, surfaces: dict[str, np.ndarray],
-                   probes: dict[str, np.ndarray], original_index) -> None:
+                   probes: dict[str, np.ndarray], original_index, metadata: dict | None = None) -> None:
         g = self.file.create_group("mesh")
+        g.attrs["metadata"] = json.dumps(metadata or {})
         g.create_dataset("points", data=points, compression="gzip")
         g.create_dataset("tetra", data=np.asarray(tets, np.int32), compression="gzip")
         g.create_dataset("region_id", data=np.asarray(region_id, np.int32), compression="gzip")
@@ -121,6 +124,7 @@ class Result:
     metrics: dict[str, np.ndarray]
     metric_attrs: dict[str, Any]
     case_yaml: str
+    metadata: dict
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
         with h5py.File(self.path, "r") as f:
@@ -141,5 +145,5 @@ def read_result(path: str | Path) -> Result:
             snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],
             fields={k: v[()] for k, v in f["fields"].items()},
             metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
-            case_yaml=f["case"][()].decode(),
+            case_yaml=f["case"][()].decode(), metadata=json.loads(m.attrs.get("metadata", "{}")),
         )

@@ -29,6 +29,10 @@ class Mesh:
         Where the mesh came from (a file name or a generator description).
     notes
         Things the checks fixed on the way in (e.g. reoriented tetrahedra).
+    metadata
+        JSON-serialisable facts about the geometry, in metres, carried into results. Conventions:
+        ``probes: {name: {tip, axis, diameter, active_length}}`` (axis a unit vector from the tip towards
+        the handle), ``centerlines: {region: [[x, y, z], ...]}`` (nerves, arteries), ``landmarks: {name: [x, y, z]}``.
     """
 
     points: np.ndarray
@@ -40,6 +44,7 @@ class Mesh:
     surfaces: dict[str, int]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
 
     @property
     def n_nodes(self) -> int:
