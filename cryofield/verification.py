@@ -40,6 +40,15 @@ def neumann_lambda(k_s: float, k_l: float, C_s: float, C_l: float, L: float, T_s
     return float(brentq(f, 1e-4, 5.0))
 
 
+def planar_front_position(points: np.ndarray, T: np.ndarray, level: float) -> float:
+    """Where T crosses ``level`` along the edge y = z = 0 of a slab (linear interpolation between nodes)."""
+    line = (np.abs(points[:, 1]) < 1e-12) & (np.abs(points[:, 2]) < 1e-12)
+    order = np.argsort(points[line, 0])
+    x, t = points[line, 0][order], T[line][order]
+    i = int(np.argmax(t > level))
+    return float(x[i - 1] + (level - t[i - 1]) / (t[i] - t[i - 1]) * (x[i] - x[i - 1]))
+
+
 def pennes_sphere(r: np.ndarray, r0: float, theta0: float, m: float) -> np.ndarray:
     """Steady excess temperature θ = θ0 (r0/r) exp(-m (r - r0)) around a sphere of radius r0."""
     return theta0 * (r0 / r) * np.exp(-m * (r - r0))
