@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
@@ -292,9 +292,17 @@ class Case(Strict):
     outputs: OutputSpec = OutputSpec()
     solver: SolverSpec = SolverSpec()
 
-    #: Directory of the case file; relative paths resolve against it (not part of the schema).
-    base_dir: Path = Field(default=Path("."), exclude=True)
-    source: str = Field(default="<memory>", exclude=True)
+    # Where the case came from (not part of the schema): relative paths resolve against base_dir.
+    _base_dir: Path = PrivateAttr(default=Path("."))
+    _source: str = PrivateAttr(default="<memory>")
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -362,8 +370,8 @@ def parse_case(text: str, source: str = "<string>", base_dir: Path | str = ".") 
         case = Case.model_validate(data)
     except ValidationError as exc:
         raise InputError(_first_error(exc), source=source, key=_error_key(exc)) from exc
-    case.base_dir = Path(base_dir)
-    case.source = source
+    case._base_dir = Path(base_dir)
+    case._source = source
     return case
 
 
