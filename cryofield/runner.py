@@ -176,10 +176,10 @@ class Run:
         be, dp = self.backend, stepper.dp
         be.upload_boundaries(dp, self.problem.boundary_state(None), self.dtype)
         scratch = be.empty(self.problem.n_nodes, self.dtype)
-        be.apply_operator(dp, stepper.T, scratch)
-        be.combine(dp, scratch, scratch, (1.0, 0.0, 0.0, 0.0, 0.0), stepper.H, stepper.H, stepper.H, stepper.H,
-                   stepper.H)
+        be.stage(dp, stepper.T, scratch, scratch, scratch, (1.0, 0.0, 0.0, 0.0, 0.0), stepper.H, stepper.H, stepper.H,
+                 stepper.H)
         be.temperature(dp, stepper.H, scratch)
+        be.max_abs_difference(stepper.T, scratch)
         T_min = be.to_device(be.to_host(stepper.T_min))
         be.track(stepper.T, stepper.T, 0.0, T_min, stepper.thresholds, be.to_device(be.to_host(stepper.time_below)))
         be.synchronize()
@@ -282,7 +282,7 @@ def _progress_bar(total: float, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="s", unit_scale=False, dynamic_ncols=True, desc="simulated",
-                bar_format="{desc}: {n:.1f}/{total:.1f} s |{bar}| wall {elapsed} ETA {remaining} {postfix}")
+                bar_format="{desc}: {n:.1f}/{total:.1f} s |{bar}| wall {elapsed} ETA {remaining}{postfix}")
 
 
 def _atomic_write(path: Path, text: str) -> None:
