@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cryofield.materials import Material, build_tables, library_material
-from cryofield.backends.cpu import conductivity_of, temperature_of
 from cryofield import pointwise
+from cryofield.backends.cpu import conductivity_of, temperature_of
+from cryofield.materials import Material, build_tables, library_material
 
 
 @pytest.fixture

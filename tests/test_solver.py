@@ -32,7 +32,7 @@ def problem():
 
 def test_operator_equals_assembled_system(problem):
     """F(T) = V^-1 (b - A T) at free nodes: matrix-free kernels and scipy assembly agree."""
-    case, p = problem
+    _, p = problem
     be = get_backend("cpu")
     rng = np.random.default_rng(0)
     T = 37 + 5 * rng.standard_normal(p.n_nodes)  # unfrozen: f_l = 1, k(T) = k_u
@@ -77,7 +77,7 @@ def test_rkl2_stable_up_to_its_limit_and_second_order():
 
 def test_rkl2_second_order_in_time_on_diffusion(problem):
     """Linear diffusion with fixed boundaries: compare with the matrix exponential; global error ~ dt²."""
-    case, p = problem
+    _, p = problem
     be = get_backend("cpu")
     state = p.boundary_state(None)
     T0 = np.full(p.n_nodes, 37.0) + 3 * np.sin(p.mesh.points[:, 0] / 6e-3 * np.pi)
