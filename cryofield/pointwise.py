@@ -65,3 +65,14 @@ def liquid_fraction_of(T, T_solidus, T_liquidus):
     if f > 1.0:
         return 1.0
     return f
+
+
+def below_fraction(a, b, level):
+    """Fraction of a step during which T <= level, T linear in time from a to b."""
+    if a <= level and b <= level:
+        return 1.0
+    if a > level and b > level:
+        return 0.0
+    if a > level:
+        return (level - b) / (a - b)
+    return (level - a) / (b - a)

@@ -7,8 +7,8 @@ def print_summary(report) -> None:
     """Print where the results are and what the freeze did, region by region."""
     s = report.summary
     print(f"\n{s['case']}: {s['nodes']} nodes, {s['simulated_time_s']:g} s simulated on {s['backend']} "
-          f"({s['device']}), {s['time_step']['steps']} steps, {s['throughput']['dof_steps_per_s'] / 1e6:.2f} M "
-          f"DOF-steps/s")
+          f"({s['device']}; {s['backend_chosen_by']}), {s['time_step']['steps']} steps, "
+          f"{s['throughput']['dof_steps_per_s'] / 1e6:.2f} M DOF-steps/s")
     t = s["timings_s"]
     print(f"wall: setup {t['setup_s']:.2f} s, basal {t['basal_s']:.2f} s, compile {t['compile_s']:.2f} s, "
           f"stepping {t['stepping_s']:.2f} s, output {t['output_s']:.2f} s")

@@ -247,7 +247,8 @@ class Run:
         stepping = max(self.timings["stepping_s"], 1e-12)
         return {
             "case": self.case.name, "cryofield_version": __version__, "backend": self.backend.name,
-            "device": self.backend.device_name, "precision": self.case.solver.precision,
+            "device": self.backend.device_name, "backend_chosen_by": self.backend.chosen_by,
+            "precision": self.case.solver.precision,
             "scheme": self.case.solver.scheme, "nodes": self.problem.n_nodes, "elements": self.problem.n_elems,
             "simulated_time_s": self.case.duration,
             "time_step": {"forward_euler_limit_s": self.plan.dt_fe, "max_dt_s": self.case.solver.max_dt,

@@ -130,7 +130,6 @@ class Stepper:
         self.H = backend.to_device(H0.astype(self.dtype))
         self.T = backend.empty(n, self.dtype)
         backend.temperature(self.dp, self.H, self.T)
-        # scratch: stage values Y_{j-1}, Y_{j-2}, Y_j, their temperatures, L(Y_0), L(Y_{j-1})
         # scratch: three rotating stage values, two ping-pong stage temperatures, L(Y_0) and L(Y_{j-1})
         self.Y = [backend.empty(n, self.dtype) for _ in range(3)]
         self.T_stage = [backend.empty(n, self.dtype) for _ in range(2)]
@@ -177,28 +176,25 @@ class Stepper:
     def step_rkl2(self, dt: float, stages: int):
         """One RKL2 step with ``stages`` stages (:func:`rkl2_coefficients`); returns the candidate (H, T)."""
         be, dp, coef = self.backend, self.dp, rkl2_coefficients(stages)
-        be.apply_operator(dp, self.T, self.L0)  # L0 = F(Y_0)
         prev2, prev, T_prev = self.H, self.Y[0], self.T_stage[0]
-        # Y_1 = Y_0 + mu~_1 dt L0
-        be.combine(dp, prev, T_prev, (1.0, 0.0, 0.0, coef[1, 2] * dt, 0.0), self.H, self.H, self.H, self.L0,
-                   self.L0)
+        # L0 = F(Y_0); Y_1 = Y_0 + mu~_1 dt L0
+        be.stage(dp, self.T, self.L0, prev, T_prev, (1.0, 0.0, 0.0, coef[1, 2] * dt, 0.0), self.H, self.H, self.H,
+                 self.L0)
         for j in range(2, stages + 1):
             mu, nu, mu_t, gamma_t = coef[j]
             new = next(y for y in self.Y if y is not prev and y is not prev2)
             T_new = self.T_stage[j % 2 == 0]
-            be.apply_operator(dp, T_prev, self.L)  # L = F(Y_{j-1})
-            # Y_j = mu Y_{j-1} + nu Y_{j-2} + (1 - mu - nu) Y_0 + mu~ dt L + gamma~ dt L0
-            be.combine(dp, new, T_new, (mu, nu, 1.0 - mu - nu, mu_t * dt, gamma_t * dt), prev, prev2, self.H,
-                       self.L, self.L0)
+            # L = F(Y_{j-1}); Y_j = mu Y_{j-1} + nu Y_{j-2} + (1 - mu - nu) Y_0 + mu~ dt L + gamma~ dt L0
+            be.stage(dp, T_prev, self.L, new, T_new, (mu, nu, 1.0 - mu - nu, mu_t * dt, gamma_t * dt), prev, prev2,
+                     self.H, self.L0)
             prev2, prev, T_prev = prev, new, T_new
         return prev, T_prev
 
     def step_euler(self, dt: float):
         """One forward-Euler step: H <- H + dt F(H)."""
         be, dp = self.backend, self.dp
-        be.apply_operator(dp, self.T, self.L0)
-        be.combine(dp, self.Y[0], self.T_stage[0], (1.0, 0.0, 0.0, dt, 0.0), self.H, self.H, self.H, self.L0,
-                   self.L0)
+        be.stage(dp, self.T, self.L0, self.Y[0], self.T_stage[0], (1.0, 0.0, 0.0, dt, 0.0), self.H, self.H, self.H,
+                 self.L0)
         return self.Y[0], self.T_stage[0]
 
     def _accept(self, H_new, T_new, dt: float) -> None:

@@ -24,9 +24,7 @@ def cuda_status() -> tuple[bool, str]:
     try:
         if not cuda.is_available():
             return False, "no CUDA GPU or driver found"
-        importlib.import_module("cryofield.backends.cuda")
-        return True, str(cuda.get_current_device().name.decode() if isinstance(cuda.get_current_device().name, bytes)
-                         else cuda.get_current_device().name)
+        return True, importlib.import_module("cryofield.backends.cuda").device_description()
     except ModuleNotFoundError:
         return False, "this version of cryofield has no CUDA backend"
     except Exception as exc:
@@ -43,13 +41,17 @@ def available_backends() -> dict[str, tuple[bool, str]]:
 def get_backend(name: str = "auto") -> Backend:
     """Instantiate a backend by name (``auto``, ``cpu`` or ``cuda``).
 
+    The backend's ``chosen_by`` says why it runs: asked for by name, or what ``auto`` found.
+
     Raises
     ------
     BackendUnavailable
         When ``cuda`` is asked for explicitly and cannot run (never a silent fallback).
     """
+    chosen_by = f"asked for as '{name}'"
     if name == "auto":
-        name = "cuda" if cuda_status()[0] else "cpu"
+        ok, why = cuda_status()
+        name, chosen_by = ("cuda", "picked by auto: a usable GPU") if ok else ("cpu", f"picked by auto: no cuda ({why})")
     if name not in REGISTRY:
         raise BackendUnavailable(f"unknown backend '{name}' (choose from auto, {', '.join(REGISTRY)})",
                                  key="solver.backend")
@@ -58,7 +60,9 @@ def get_backend(name: str = "auto") -> Backend:
         if not ok:
             raise BackendUnavailable(f"the cuda backend cannot run here: {why}", key="solver.backend")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    backend = getattr(importlib.import_module(module), cls)()
+    backend.chosen_by = chosen_by
+    return backend
 
 
 __all__ = ["Backend", "DeviceProblem", "available_backends", "cuda_status", "get_backend"]

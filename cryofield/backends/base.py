@@ -51,6 +51,8 @@ class Backend(ABC):
     """Kernels of one compute target. Implementations register themselves in :mod:`cryofield.backends`."""
 
     name: str = "abstract"
+    #: Why this backend runs (set by :func:`cryofield.backends.get_backend`).
+    chosen_by: str = "constructed directly"
 
     @property
     @abstractmethod
@@ -108,6 +110,16 @@ class Backend(ABC):
     def combine(self, dp: DeviceProblem, out: Any, T_out: Any, coefs: tuple[float, float, float, float, float],
                 Y1: Any, Y2: Any, Y0: Any, L1: Any, L0: Any) -> None:
         """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0 and T_out = T(out): one RKL (or Euler) stage."""
+
+    def stage(self, dp: DeviceProblem, T: Any, L: Any, out: Any, T_out: Any,
+              coefs: tuple[float, float, float, float, float], Y1: Any, Y2: Any, Y0: Any, L0: Any) -> None:
+        """L = F(T), then out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L + b0 L0 and T_out = T(out): one whole RKL stage.
+
+        :meth:`apply_operator` followed by :meth:`combine`; a backend may fuse the two into one pass over
+        the nodes. ``L0`` may be ``L`` itself (it is read after ``L`` is written).
+        """
+        self.apply_operator(dp, T, L)
+        self.combine(dp, out, T_out, coefs, Y1, Y2, Y0, L, L0)
 
     @abstractmethod
     def max_abs_difference(self, a: Any, b: Any) -> float:

@@ -16,6 +16,7 @@ _jit = njit(cache=True, inline="always")
 temperature_of = _jit(pointwise.temperature_of)
 conductivity_of = _jit(pointwise.conductivity_of)
 liquid_fraction_of = _jit(pointwise.liquid_fraction_of)
+below_fraction = _jit(pointwise.below_fraction)
 
 
 @njit(parallel=True, cache=True)
@@ -93,18 +94,6 @@ def max_abs_difference_kernel(a, b):
     for i in prange(a.shape[0]):
         m = max(m, abs(a[i] - b[i]))
     return m
-
-
-@_jit
-def below_fraction(a, b, level):
-    """Fraction of a step during which T <= level, T linear from a to b."""
-    if a <= level and b <= level:
-        return 1.0
-    if a > level and b > level:
-        return 0.0
-    if a > level:
-        return (level - b) / (a - b)
-    return (level - a) / (b - a)
 
 
 class CpuBackend(Backend):

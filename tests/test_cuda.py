@@ -1,0 +1,184 @@
+"""The CUDA backend against the CPU backend: every kernel and a short run agree to 1e-9 K in float64.
+
+On a real GPU the comparison runs in this process (``device``). Without one it runs under the Numba CUDA
+simulator (``nodevice``) in a subprocess, because ``NUMBA_ENABLE_CUDASIM`` must be set before
+``numba.cuda`` is first imported and the rest of the suite must not see the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryofield.backends import get_backend
+from cryofield.case import parse_case
+from cryofield.errors import BackendUnavailable
+from cryofield.io import read_result
+from cryofield.materials import minimum_capacity
+from cryofield.problem import build_problem, load_mesh
+from cryofield.runner import run_case
+from cryofield.stepper import StepControl, Stepper
+
+TOLERANCE_K = 1e-9
+#: A 3 x 2 x 2-cell slab: a probe face that freezes then thaws, a fixed far face and a convective face.
+TINY_CASE = """
+name: tiny
+mesh:
+  generate: {kind: slab, size: [3, 2, 2], cells: [3, 2, 2]}
+  units: mm
+tissues: {tissue: {library: muscle}}
+probes: [{name: tip, surface: xmin}]
+protocol: [{kind: freeze, duration: 1.5, temperature: -70}, {kind: passive_thaw, duration: 0.5}]
+initial: {type: uniform, temperature: 37}
+boundaries:
+  - {surface: xmax, type: fixed, temperature: 37}
+  - {surface: zmax, type: convection, heat_transfer_coefficient: 10, temperature: 22}
+outputs: {snapshot_interval: 1, metrics_interval: 0.5, fields: [temperature, enthalpy]}
+solver: {max_dt: 0.5, precision: PRECISION}
+"""
+KERNELS = ("temperature", "apply_operator", "combine", "stage", "max_abs_difference", "track")
+
+
+def _tiny(precision: str = "float64"):
+    case = parse_case(TINY_CASE.replace("PRECISION", precision))
+    return case, build_problem(case, load_mesh(case))
+
+
+def _kernel_outputs(backend, problem, state, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every kernel of ``backend`` applied once to the same host inputs; outputs copied back."""
+    be, n, f8 = backend, problem.n_nodes, np.float64
+    dp = be.load(problem, f8)
+    be.upload_boundaries(dp, state, f8)
+    dev = {k: be.to_device(v) for k, v in inputs.items()}
+    out = {k: be.empty(n, f8) for k in ("T", "L", "Y", "TY", "Ls", "Ys", "TYs")}
+    coefs = (1.3, -0.2, -0.1, 0.05, -0.02)
+    be.temperature(dp, dev["H"], out["T"])
+    be.apply_operator(dp, dev["T"], out["L"])
+    be.combine(dp, out["Y"], out["TY"], coefs, dev["H"], dev["H2"], dev["H3"], dev["L1"], dev["L0"])
+    be.stage(dp, dev["T"], out["Ls"], out["Ys"], out["TYs"], coefs, dev["H"], dev["H2"], dev["H3"], dev["L0"])
+    be.track(dev["T"], dev["T2"], 0.3, dev["T_min"], be.to_device(np.array([-20.0, -40.0])), dev["below"])
+    host = {k: be.to_host(v) for k, v in out.items()}
+    host["T_min"], host["below"] = be.to_host(dev["T_min"]), be.to_host(dev["below"])
+    host["max_abs_difference"] = np.array([be.max_abs_difference(dev["T"], dev["T2"])])
+    return host
+
+
+def kernel_differences() -> dict[str, float]:
+    """Largest |cuda - cpu| of each kernel on the tiny slab, in kelvin.
+
+    Enthalpies are divided by the smallest volumetric heat capacity, rates also multiplied by the stable
+    step: the temperature error each would cause within one step.
+    """
+    case, problem = _tiny()
+    state = problem.boundary_state(case.protocol[0])
+    rng = np.random.default_rng(7)
+    n = problem.n_nodes
+    T = rng.uniform(-90.0, 37.0, n)  # frozen, mushy and unfrozen nodes
+    H = problem.enthalpy(T)
+    rate = 1e5  # W/m³, the order of the operator's output here
+    inputs = {"T": T, "T2": T + rng.uniform(-30.0, 30.0, n), "H": H, "H2": H * 1.01, "H3": H * 0.99,
+              "L1": rng.uniform(-rate, rate, n), "L0": rng.uniform(-rate, rate, n), "T_min": T + 5.0,
+              "below": rng.uniform(0.0, 2.0, (2, n))}
+    cpu = _kernel_outputs(get_backend("cpu"), problem, state, inputs)
+    gpu = _kernel_outputs(get_backend("cuda"), problem, state, inputs)
+    c_min = minimum_capacity(problem.materials[0])
+    dt = 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed)
+    diff = {k: float(np.abs(cpu[k] - gpu[k]).max()) for k in cpu}
+    return {"temperature": diff["T"], "apply_operator": diff["L"] * dt / c_min,
+            "combine": max(diff["Y"] / c_min, diff["TY"]),
+            "stage": max(diff["Ls"] * dt / c_min, diff["Ys"] / c_min, diff["TYs"]),
+            "max_abs_difference": diff["max_abs_difference"], "track": max(diff["T_min"], diff["below"])}
+
+
+def run_differences(out_dir: Path) -> dict:
+    """Run the tiny case end to end on both backends; largest field differences and what the results record."""
+    case, _ = _tiny()
+    results = {}
+    for name in ("cpu", "cuda"):
+        report = run_case(case, out_dir / name, backend=name, progress=False)
+        results[name] = read_result(report.paths["h5"])
+    cpu, gpu = results["cpu"], results["cuda"]
+    n_snap = len(cpu.snapshot_times)
+    return {
+        "snapshots": n_snap, "same_snapshot_times": bool(np.array_equal(cpu.snapshot_times, gpu.snapshot_times)),
+        "temperature_K": max(float(np.abs(cpu.snapshot(k) - gpu.snapshot(k)).max()) for k in range(n_snap)),
+        "fields": max(float(np.abs(cpu.fields[k] - gpu.fields[k]).max()) for k in cpu.fields),
+        "final_min_C": float(gpu.snapshot(n_snap - 1).min()),
+        "backend": gpu.attrs["backend"], "device": gpu.attrs["device"], "device_name": get_backend("cuda").device_name,
+    }
+
+
+def float32_difference() -> float:
+    """Largest |cuda - cpu| of the temperature after a short float32 freeze on the stepper (K)."""
+    case, problem = _tiny("float32")
+    state = problem.boundary_state(case.protocol[0])
+    dt_fe = 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed)
+    temps = []
+    for name in ("cpu", "cuda"):
+        stepper = Stepper(get_backend(name), problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)),
+                          StepControl("rkl2", 0.9 * dt_fe, 0.5), dtype=np.float32)
+        stepper.set_boundaries(state)
+        stepper.advance(1.0)
+        temps.append(stepper.temperature_host())
+    return float(np.abs(temps[0] - temps[1]).max())
+
+
+def agreement() -> dict:
+    """Everything the tests check, as one JSON-able record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_differences(Path(tmp))
+    backend = get_backend("auto")
+    return {"kernels": kernel_differences(), "run": run, "float32_K": float32_difference(),
+            "auto": backend.name, "chosen_by": backend.chosen_by}
+
+
+def check(record: dict) -> None:
+    assert set(record["kernels"]) == set(KERNELS)
+    for kernel, error in record["kernels"].items():
+        assert error <= TOLERANCE_K, f"{kernel}: cuda and cpu differ by {error:.3g} K"
+    run = record["run"]
+    assert run["snapshots"] >= 4 and run["same_snapshot_times"]
+    assert run["temperature_K"] <= TOLERANCE_K and run["fields"] <= TOLERANCE_K
+    assert run["final_min_C"] < -1.0  # the run froze something, so phase change was exercised
+    assert run["backend"] == "cuda" and run["device"] == run["device_name"]
+    assert record["float32_K"] < 1e-3
+    assert record["auto"] == "cuda" and "usable GPU" in record["chosen_by"]
+
+
+@pytest.mark.device
+def test_cuda_agrees_with_cpu_on_gpu():
+    check(agreement())
+
+
+@pytest.mark.nodevice
+def test_cuda_agrees_with_cpu_under_simulator():
+    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              "from test_cuda import agreement; print(json.dumps(agreement()))")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.nodevice
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="the simulator counts as a GPU")
+def test_cuda_without_gpu_is_refused_and_auto_picks_cpu():
+    with pytest.raises(BackendUnavailable, match="cuda backend cannot run here"):
+        get_backend("cuda")
+    backend = get_backend("auto")
+    assert backend.name == "cpu" and backend.chosen_by.startswith("picked by auto: no cuda")
+
+
+def test_auto_says_why_it_picked_cpu(monkeypatch):
+    monkeypatch.setattr("cryofield.backends.cuda_status", lambda: (False, "no CUDA GPU or driver found"))
+    backend = get_backend("auto")
+    assert backend.name == "cpu" and backend.chosen_by == "picked by auto: no cuda (no CUDA GPU or driver found)"
+    assert get_backend("cpu").chosen_by == "asked for as 'cpu'"
