@@ -218,17 +218,26 @@ class InitialSpec(Strict):
 
 
 class BoundarySpec(Strict):
-    """A boundary condition on a tagged surface. Surfaces not listed are insulated."""
+    """A boundary condition on a tagged surface. Surfaces not listed are insulated.
+
+    ``flux``: a constant heat flux ``heat_flux`` (W/m²) into the tissue through the surface, negative when
+    heat is drawn out (e.g. a constant-power probe; the line heat sink of PHYSICS.md §7), always on.
+    """
 
     surface: str
-    type: Literal["fixed", "insulated", "convection"]
+    type: Literal["fixed", "insulated", "convection", "flux"]
     temperature: Temperature | None = None
     heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    heat_flux: Annotated[float, Field(ge=-1e7, le=1e7)] | None = None
 
     @model_validator(mode="after")
     def _complete(self):
         if self.type == "fixed" and self.temperature is None:
             raise ValueError("a fixed boundary needs a temperature")
+        if (self.type == "flux") != (self.heat_flux is not None):
+            raise ValueError("heat_flux (W/m²) is given with, and only with, a flux boundary")
+        if self.type == "flux" and (self.temperature is not None or self.heat_transfer_coefficient):
+            raise ValueError("a flux boundary takes no temperature or heat_transfer_coefficient")
         if self.type == "convection":
             if self.temperature is None:
                 self.temperature = 22.0  # room air

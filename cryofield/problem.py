@@ -2,10 +2,11 @@
 
 Semi-discrete system (P1, lumped mass), for every node ``i`` not held at a fixed temperature::
 
-    V_i dH_i/dt = -sum_e k_e (K_e T)_i  -  hA_i (T_i - T_amb,i)  +  V_i f_l(T_i) [P_i (T_a - T_i) + Q_i]
+    V_i dH_i/dt = -sum_e k_e (K_e T)_i  -  hA_i (T_i - T_amb,i)  +  qA_i  +  V_i f_l(T_i) [P_i (T_a - T_i) + Q_i]
 
 ``V_i`` is the lumped volume, ``k_e`` the element conductivity (mean of k(T) at its four nodes, with the
-element's tissue), ``hA_i`` the lumped convective conductance of Robin surfaces, ``P_i = w_b rho_b c_b``
+element's tissue), ``hA_i`` the lumped convective conductance of Robin surfaces, ``qA_i`` the lumped heat
+flow imposed through flux surfaces, ``P_i = w_b rho_b c_b``
 and ``Q_i`` the volume-weighted perfusion and metabolic heat of the tissues around the node. The
 enthalpy law ``H(T)`` of a node is that of the tissue holding most of its lumped volume.
 """
@@ -35,7 +36,7 @@ class BoundaryState:
     fixed: np.ndarray  # (N,) bool: node held at a fixed temperature
     fixed_temperature: np.ndarray  # (N,) °C where fixed
     robin_coef: np.ndarray  # (N,) W/K: lumped h*A
-    robin_rhs: np.ndarray  # (N,) W: lumped h*A*T_ambient
+    robin_rhs: np.ndarray  # (N,) W: lumped h*A*T_ambient plus imposed heat flux q*A
 
 
 @dataclass
@@ -252,6 +253,8 @@ def _base_boundaries(case: Case, mesh: Mesh) -> BoundaryState:
             area = fem.lumped_facet_areas(mesh.points, mesh.surface_facets(bc.surface), n)
             state.robin_coef += bc.heat_transfer_coefficient * area
             state.robin_rhs += bc.heat_transfer_coefficient * area * bc.temperature
+        elif bc.type == "flux":
+            state.robin_rhs += bc.heat_flux * fem.lumped_facet_areas(mesh.points, mesh.surface_facets(bc.surface), n)
     return state
 
 
