@@ -1,4 +1,9 @@
-"""The ``cryofield`` command line. Exit codes: 0 success, 2 bad input, 1 any other failure."""
+"""The ``cryofield`` command line. Exit codes: 0 success, 2 bad input, 1 any other failure.
+
+``run`` draws the default pictures at the end (``--no-render`` skips them). The pictures are a convenience:
+when they cannot be made the run still exits 0, with a warning saying why and how to draw them later,
+because the results themselves are complete and untouched.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from .errors import InputError
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Modules that add command groups: each has ``register(subparsers)`` adding parsers with a ``func``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["cryofield.viz.commands"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
                      help="override solver.backend of the case")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-render", action="store_true", help="do not draw the pictures at the end")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a case (and its mesh) without running it")
@@ -49,7 +55,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     case = load_case(args.case)
     report = run_case(case, args.output, backend=args.backend, progress=not args.no_progress)
     print_summary(report)
+    if not args.no_render:
+        _render_after_run(report.paths["h5"])
     return EXIT_OK
+
+
+def _render_after_run(h5: Path) -> None:
+    """Draw the default pictures next to the results; a failure here is only a warning (see module doc)."""
+    retry = f"draw them later with `cryofield render {h5}`"
+    try:
+        from .viz import render_result
+
+        rendered = render_result(h5)
+    except Exception as exc:  # the results are complete; a picture problem must not turn the run into a failure
+        print(f"warning: no pictures: {type(exc).__name__}: {exc}; the results are complete; {retry}",
+              file=sys.stderr)
+        return
+    for kind, path in rendered.paths.items():
+        print(f"{kind}: {path}")
+    for problem in rendered.problems:
+        print(f"warning: {problem}; {retry}", file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -1,0 +1,193 @@
+"""A result file as the pictures need it: regions with roles, the protocol, snapshot choice, probe geometry.
+
+Everything comes from the HDF5 result alone (mesh, snapshots, metrics, the case text and the mesh metadata),
+so a result can be moved to another machine and rendered there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from ..errors import InputError
+from ..io.results import Result, read_result
+from .roles import region_role
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The protocol table of a result: one entry per phase (probe temperature NaN when insulated)."""
+
+    kinds: list[str]
+    start: np.ndarray
+    end: np.ndarray
+    probe_temperature: np.ndarray
+
+    def phase_at(self, time: float) -> int:
+        """Index of the phase running at ``time`` (a phase's end belongs to it)."""
+        return int(np.clip(np.searchsorted(self.end, time - 1e-9 * max(self.end[-1], 1.0)), 0, len(self.end) - 1))
+
+
+@dataclass(frozen=True)
+class ProbePose:
+    """A straight needle probe: tip (m), unit axis from the tip towards the handle, diameter and active length (m)."""
+
+    tip: np.ndarray
+    axis: np.ndarray
+    diameter: float
+    active_length: float
+
+
+class VizResult:
+    """A read-only view of one result for the renderers.
+
+    Parameters
+    ----------
+    result
+        The result read by :func:`cryofield.io.results.read_result`.
+    protocol
+        The result's protocol table.
+    """
+
+    def __init__(self, result: Result, protocol: Protocol):
+        self.result = result
+        self.protocol = protocol
+        self.case = yaml.safe_load(result.case_yaml) or {}
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> VizResult:
+        """Read ``path``; a missing, foreign or incomplete file is bad input."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"result file not found: {path}")
+        try:
+            result = read_result(path)
+            with h5py.File(path, "r") as f:
+                table = f["protocol"]
+                protocol = Protocol([k.decode() if isinstance(k, bytes) else str(k) for k in table["kind"][()]],
+                                    table["start"][()], table["end"][()], table["probe_temperature"][()])
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"not a readable cryofield result: {exc}", source=str(path)) from exc
+        return cls(result, protocol)
+
+    @property
+    def name(self) -> str:
+        return str(self.result.attrs.get("case_name", self.result.path.stem))
+
+    @property
+    def points(self) -> np.ndarray:
+        return self.result.points
+
+    @property
+    def tets(self) -> np.ndarray:
+        return self.result.tets
+
+    @cached_property
+    def levels(self) -> list[float]:
+        """The isotherms the run measured (``outputs.isotherms``), warmest first."""
+        levels = self.result.metric_attrs.get("levels", [-1.0, -20.0, -40.0])
+        return sorted((float(v) for v in levels), reverse=True)
+
+    @cached_property
+    def roles(self) -> list[str]:
+        """Role of each region, in region order."""
+        tissues = self.case.get("tissues") or {}
+        return [region_role(name, (tissues.get(name) or {}).get("library")) for name in self.result.region_names]
+
+    def regions_with(self, role: str) -> list[int]:
+        """Indices of the regions that have ``role``."""
+        return [r for r, have in enumerate(self.roles) if have == role]
+
+    @cached_property
+    def region_nodes(self) -> list[np.ndarray]:
+        """Sorted node indices of each region."""
+        return [np.unique(self.tets[self.result.region_id == r]) for r in range(len(self.result.region_names))]
+
+    @cached_property
+    def probe_surfaces(self) -> dict[str, np.ndarray]:
+        """Triangles of each probe's surface, by probe name (from the case stored in the result)."""
+        out = {}
+        for probe in self.case.get("probes") or []:
+            surface = probe.get("surface")
+            if surface in self.result.surfaces:
+                out[probe["name"]] = self.result.surfaces[surface]
+        return out
+
+    def probe_pose(self, name: str) -> ProbePose | None:
+        """The pose the mesh metadata gives for probe ``name``, if any."""
+        pose = (self.result.metadata.get("probes") or {}).get(name)
+        if not pose or "tip" not in pose or "axis" not in pose:
+            return None
+        axis = np.asarray(pose["axis"], float)
+        return ProbePose(np.asarray(pose["tip"], float), axis / np.linalg.norm(axis),
+                         float(pose.get("diameter", 0.0)), float(pose.get("active_length", 0.0)))
+
+    @property
+    def snapshot_times(self) -> np.ndarray:
+        return self.result.snapshot_times
+
+    def temperature(self, index: int) -> np.ndarray:
+        """Nodal temperature (°C) of snapshot ``index`` (the last one read is kept)."""
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, self.result.snapshot(index))
+        return self._cached[1]
+
+    def default_snapshot(self) -> int:
+        """The snapshot at the end of the last freeze (every phase end is a snapshot), else the last one."""
+        freezes = [i for i, kind in enumerate(self.protocol.kinds) if kind == "freeze"]
+        if not freezes:
+            return len(self.snapshot_times) - 1
+        return self.snapshot_near(float(self.protocol.end[freezes[-1]]))
+
+    def snapshot_near(self, time: float) -> int:
+        """The snapshot nearest to ``time`` (s); a time outside the run is bad input."""
+        times = self.snapshot_times
+        if not times[0] - 1e-9 <= time <= times[-1] + 1e-9:
+            raise InputError(f"time {time:g} s is outside the run (0 to {times[-1]:g} s)", key="--time")
+        return int(np.argmin(np.abs(times - time)))
+
+    def describe_time(self, index: int) -> str:
+        """``'t = 230 s, end of freeze 2 of 2'`` or ``'t = 100 s, passive thaw (phase 2 of 4)'``."""
+        t = float(self.snapshot_times[index])
+        p = self.protocol
+        phase = p.phase_at(t)
+        kind = p.kinds[phase]
+        same_kind = [i for i, k in enumerate(p.kinds) if k == kind]
+        ordinal = f"{kind.replace('_', ' ')} {same_kind.index(phase) + 1} of {len(same_kind)}"
+        if t <= 0:
+            return "t = 0 s, start"
+        if abs(t - p.end[phase]) < 1e-6 * max(p.end[-1], 1.0):
+            return f"t = {t:g} s, end of {ordinal}"
+        return f"t = {t:g} s, during {ordinal}"
+
+    @cached_property
+    def ice_box(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bounding box (m) of everything that ever reached the warmest isotherm during the run, or None."""
+        frozen = self.result.fields["min_temperature"] <= self.levels[0]
+        if not frozen.any():
+            return None
+        p = self.points[frozen]
+        return p.min(axis=0), p.max(axis=0)
+
+    def region_of_interest(self, margin: float = 5e-3) -> tuple[np.ndarray, np.ndarray]:
+        """Box (m) around the ice of the whole run and the probes' active parts, with a margin, inside the mesh.
+
+        The margin is at least ``margin`` and at least three quarters of the ice size, so that the nerve
+        and the skin near the ice ball are in view but a large phantom does not shrink the ice to a dot.
+        """
+        parts = [self.points[np.unique(tri)] for tri in self.probe_surfaces.values()]
+        if self.ice_box is not None:
+            parts.append(np.array(self.ice_box))
+        lo_mesh, hi_mesh = self.points.min(axis=0), self.points.max(axis=0)
+        if not parts:
+            return lo_mesh, hi_mesh
+        cloud = np.vstack(parts)
+        lo, hi = cloud.min(axis=0), cloud.max(axis=0)
+        pad = max(margin, 0.75 * float(np.max(hi - lo)))
+        return np.maximum(lo - pad, lo_mesh), np.minimum(hi + pad, hi_mesh)

@@ -1,0 +1,162 @@
+"""Time-series plots of a result: ice volume, nerve temperature and frozen length, skin, probe, by region.
+
+The metric series (recorded every ``metrics_interval``) come straight from the result; the nerve's length
+at or below −20 °C needs the whole field, so it is measured on the snapshots. Protocol phases are shaded.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .data import VizResult
+from .geometry import NerveLength
+from .roles import STYLES, isotherm_colours, level_label, size_scale
+
+MM = 1e3
+NERVE_INJURY_C = -20.0  # axonotmesis (PHYSICS.md §4)
+MIN_LESION_MM = 4.0  # minimum nerve lesion length for a durable block (PHYSICS.md §4)
+MELANOCYTE_C = -4.0  # skin depigmentation begins (PHYSICS.md §4)
+
+PHASE_COLOURS = {"freeze": "#9ecae1", "passive_thaw": "#fdd0a2", "active_thaw": "#fc9272", "hold": "#d9d9d9"}
+
+#: Panel titles, in reading order; tests and users find a panel by its title.
+PANELS = ("Ice volume", "Probe temperature", "Nerve minimum temperature", "Nerve length at ≤ −20 °C",
+          "Skin (and artery) minimum temperature", "Minimum temperature by region")
+
+
+def nerve_lengths(vr: VizResult, level: float = NERVE_INJURY_C) -> dict[str, np.ndarray]:
+    """Length (m) of each nerve's centreline at or below ``level`` at every snapshot."""
+    measure = NerveLength(vr)
+    series = {name: np.zeros(len(vr.snapshot_times)) for name in measure.samplers}
+    for i in range(len(vr.snapshot_times)):
+        for name, length in measure(vr.temperature(i), level).items():
+            series[name][i] = length
+    return series
+
+
+def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900)) -> Figure:
+    """A 3 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded."""
+    with matplotlib.rc_context(_scaled_style(size_scale(size))):
+        fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(3, 2, sharex=True).ravel()
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.07, hspace=0.38, wspace=0.2)
+        panels = dict(zip(PANELS, axes))
+        t = vr.result.metrics["time"]
+        _ice_volume(panels["Ice volume"], vr, t)
+        _probe(panels["Probe temperature"], vr, t)
+        _nerve_minimum(panels["Nerve minimum temperature"], vr, t)
+        _nerve_length(panels["Nerve length at ≤ −20 °C"], vr)
+        _skin(panels["Skin (and artery) minimum temperature"], vr, t)
+        _regions(panels["Minimum temperature by region"], vr, t)
+        for title, ax in panels.items():
+            ax.set_title(title, loc="left")
+            ax.grid(alpha=0.3)
+            _shade_phases(ax, vr)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="best", framealpha=0.85)
+        for ax in axes[-2:]:
+            ax.set_xlabel("time (s)")
+        kinds = list(dict.fromkeys(vr.protocol.kinds))
+        fig.legend(handles=[Patch(facecolor=PHASE_COLOURS.get(k, "#eeeeee"), label=k.replace("_", " "))
+                            for k in kinds], loc="upper right", ncol=len(kinds), frameon=False,
+                   bbox_to_anchor=(0.98, 0.965), fontsize="medium")
+        fig.suptitle(f"{vr.name}: time series", x=0.07, ha="left", fontsize="xx-large")
+    return fig
+
+
+def _scaled_style(f: float) -> dict:
+    """Matplotlib settings for a figure drawn at ``f`` times the default picture size."""
+    return {"font.size": 9 * f, "axes.titlesize": 10 * f, "axes.labelsize": 9 * f, "xtick.labelsize": 8 * f,
+            "ytick.labelsize": 8 * f, "legend.fontsize": 7 * f, "lines.linewidth": 1.8 * f, "lines.markersize": 3 * f,
+            "axes.linewidth": 0.8 * f, "grid.linewidth": 0.8 * f, "xtick.major.width": 0.8 * f,
+            "ytick.major.width": 0.8 * f, "xtick.major.size": 3.5 * f, "ytick.major.size": 3.5 * f,
+            "patch.linewidth": 1.0 * f}
+
+
+def _shade_phases(ax, vr: VizResult) -> None:
+    p = vr.protocol
+    for kind, start, end in zip(p.kinds, p.start, p.end):
+        ax.axvspan(start, end, facecolor=PHASE_COLOURS.get(kind, "#eeeeee"), alpha=0.35, lw=0, zorder=0)
+    ax.set_xlim(0.0, float(p.end[-1]) if p.end[-1] > 0 else 1.0)
+
+
+def _thin() -> float:
+    """Width of reference lines: thinner than the data, at the figure's scale."""
+    return 0.55 * matplotlib.rcParams["lines.linewidth"]
+
+
+def _missing(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in this result", transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _ice_volume(ax, vr: VizResult, t: np.ndarray) -> None:
+    volume = vr.result.metrics["volume_below"].sum(axis=2) * MM**3  # (M, L) mm³, all regions
+    colours = isotherm_colours(vr.levels)
+    measured = [float(v) for v in vr.result.metric_attrs.get("levels", vr.levels)]
+    for k, level in enumerate(measured):
+        ax.plot(t, volume[:, k], color=colours[level], label=level_label(level))
+    ax.set_ylabel("mm³")
+
+
+def _probe(ax, vr: VizResult, t: np.ndarray) -> None:
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in vr.result.metric_attrs.get("probes", [])]
+    values = vr.result.metrics["probe_temperature"]
+    if values.shape[1] == 0:
+        _missing(ax, "probe")
+        return
+    for k in range(values.shape[1]):
+        ax.plot(t, values[:, k], color="#3c4148" if k == 0 else None,
+                label=names[k] if k < len(names) else f"probe {k + 1}")
+    ax.set_ylabel("°C")
+
+
+def _nerve_minimum(ax, vr: VizResult, t: np.ndarray) -> None:
+    nerves = vr.regions_with("nerve")
+    if not nerves:
+        _missing(ax, "nerve region")
+        return
+    minimum = vr.result.metrics["region_min_temperature"]
+    for r in nerves:
+        ax.plot(t, minimum[:, r], label=vr.result.region_names[r])
+    ax.axhline(NERVE_INJURY_C, color="#1f4fd1", ls="--", lw=_thin(), label="−20 °C: axonotmesis")
+    ax.set_ylabel("°C")
+
+
+def _nerve_length(ax, vr: VizResult) -> None:
+    series = nerve_lengths(vr)
+    if not series:
+        _missing(ax, "nerve region")
+        return
+    for name, length in series.items():
+        ax.plot(vr.snapshot_times, length * MM, marker="o", label=name)
+    ax.axhline(MIN_LESION_MM, color="0.3", ls="--", lw=_thin(), label="4 mm: durable block")
+    ax.set_ylabel("mm of centreline")
+    ax.set_ylim(bottom=0.0)
+
+
+def _skin(ax, vr: VizResult, t: np.ndarray) -> None:
+    skin, arteries = vr.regions_with("skin"), vr.regions_with("artery")
+    if not skin and not arteries:
+        _missing(ax, "skin or artery region")
+        return
+    minimum = vr.result.metrics["region_min_temperature"]
+    for r in skin:
+        ax.plot(t, minimum[:, r], color=STYLES["skin"].colour, label=vr.result.region_names[r])
+    for r in arteries:
+        ax.plot(t, minimum[:, r], ls="-.", color=STYLES["artery"].colour, label=vr.result.region_names[r])
+    ax.axhline(0.0, color="#38b6f0", ls=":", lw=_thin(), label="0 °C")
+    if skin:
+        ax.axhline(MELANOCYTE_C, color="0.3", ls="--", lw=_thin(), label="−4 °C: melanocytes")
+    ax.set_ylabel("°C")
+
+
+def _regions(ax, vr: VizResult, t: np.ndarray) -> None:
+    minimum = vr.result.metrics["region_min_temperature"]
+    for r, name in enumerate(vr.result.region_names):
+        ax.plot(t, minimum[:, r], color=STYLES[vr.roles[r]].colour, label=name)
+    ax.set_ylabel("°C")
