@@ -340,7 +340,8 @@ def test_picture_failure_after_a_run_is_a_warning(tmp_path, capsys, monkeypatch)
 @pytest.mark.parametrize("name, library, role", [
     ("greater_occipital_nerve", None, "nerve"), ("occipital_artery", None, "artery"), ("skin", None, "skin"),
     ("fat", None, "fat"), ("trapezius", None, "muscle"), ("semispinalis", None, "muscle"), ("bone", None, "bone"),
-    ("block", "muscle", "muscle"), ("tissue", "generic", "tissue"),
+    ("gon", "nerve", "nerve"), ("lon", None, "nerve"), ("tonsil", None, "tissue"), ("block", "muscle", "muscle"),
+    ("tissue", "generic", "tissue"),
 ])
 def test_region_roles(name, library, role):
     assert region_role(name, library) == role

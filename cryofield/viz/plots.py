@@ -28,9 +28,8 @@ PANELS = ("Ice volume", "Probe temperature", "Nerve minimum temperature", "Nerve
           "Skin (and artery) minimum temperature", "Minimum temperature by region")
 
 
-def nerve_lengths(vr: VizResult, level: float = NERVE_INJURY_C) -> dict[str, np.ndarray]:
+def nerve_lengths(vr: VizResult, measure: NerveLength, level: float = NERVE_INJURY_C) -> dict[str, np.ndarray]:
     """Length (m) of each nerve's centreline at or below ``level`` at every snapshot."""
-    measure = NerveLength(vr)
     series = {name: np.zeros(len(vr.snapshot_times)) for name in measure.samplers}
     for i in range(len(vr.snapshot_times)):
         for name, length in measure(vr.temperature(i), level).items():
@@ -38,8 +37,12 @@ def nerve_lengths(vr: VizResult, level: float = NERVE_INJURY_C) -> dict[str, np.
     return series
 
 
-def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900)) -> Figure:
-    """A 3 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded."""
+def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
+                      nerve_length: NerveLength | None = None) -> Figure:
+    """A 3 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded.
+
+    ``nerve_length`` (built from ``vr`` when not given) measures the nerves' frozen length.
+    """
     with matplotlib.rc_context(_scaled_style(size_scale(size))):
         fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
         FigureCanvasAgg(fig)
@@ -50,7 +53,7 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900)) -> Fig
         _ice_volume(panels["Ice volume"], vr, t)
         _probe(panels["Probe temperature"], vr, t)
         _nerve_minimum(panels["Nerve minimum temperature"], vr, t)
-        _nerve_length(panels["Nerve length at ≤ −20 °C"], vr)
+        _nerve_length(panels["Nerve length at ≤ −20 °C"], vr, nerve_length or NerveLength(vr))
         _skin(panels["Skin (and artery) minimum temperature"], vr, t)
         _regions(panels["Minimum temperature by region"], vr, t)
         for title, ax in panels.items():
@@ -127,8 +130,8 @@ def _nerve_minimum(ax, vr: VizResult, t: np.ndarray) -> None:
     ax.set_ylabel("°C")
 
 
-def _nerve_length(ax, vr: VizResult) -> None:
-    series = nerve_lengths(vr)
+def _nerve_length(ax, vr: VizResult, measure: NerveLength) -> None:
+    series = nerve_lengths(vr, measure)
     if not series:
         _missing(ax, "nerve region")
         return

@@ -72,10 +72,11 @@ def render_result(path: str | Path, out_dir: str | Path | None = None, time: flo
     out = Path(out_dir) if out_dir is not None else vr.result.path.parent
     out.mkdir(parents=True, exist_ok=True)
     plane = ultrasound_plane(vr)
+    nerve_length = NerveLength(vr)
     rendered = Rendered()
     slice_view = SliceView(vr, size, plane)
     rendered.paths["slice"] = _save(slice_view.show(index), out / f"{vr.name}_slice{suffix}.png")
-    rendered.paths["timeseries"] = _save(timeseries_figure(vr, size), out / f"{vr.name}_timeseries.png")
+    rendered.paths["timeseries"] = _save(timeseries_figure(vr, size, nerve_length), out / f"{vr.name}_timeseries.png")
     if animate == "slice":
         target = out / f"{vr.name}_slice.{fmt}"
         write_animation(_slice_frames(slice_view), target)
@@ -86,7 +87,6 @@ def render_result(path: str | Path, out_dir: str | Path | None = None, time: flo
         rendered.problems.append(f"3D view not made: {exc}")
         return rendered
     try:
-        nerve_length = NerveLength(vr)
         rendered.paths["3d"] = _save(scene_figure(scene, index, nerve_length), out / f"{vr.name}_3d{suffix}.png")
         if animate == "3d":
             target = out / f"{vr.name}_3d.{fmt}"

@@ -1,12 +1,14 @@
 """What each region is for the pictures: a role (skin, fat, muscle, bone, nerve, artery, tissue) and its style.
 
 Regions are known only by name. The role comes from words in the region name (``greater_occipital_nerve`` is
-a nerve, ``trapezius`` a muscle); failing that, from the tissue-library entry the case used for the region
-(``library: muscle``); failing that, the region is generic ``tissue``.
+a nerve, ``trapezius`` a muscle) or from a whole-word abbreviation (``gon``, the occipital phantom's greater
+occipital nerve); failing that, from the tissue-library entry the case used for the region (``library:
+muscle``); failing that, the region is generic ``tissue``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,9 @@ ROLE_WORDS: list[tuple[str, tuple[str, ...]]] = [
     ("bone", ("bone", "skull", "cranium", "vertebra")),
     ("muscle", ("muscle", "trapezius", "semispinalis", "splenius", "sternocleidomastoid", "capitis", "fascia")),
 ]
+
+#: Abbreviations that give a role only as a whole word of the name (``gon``, ``left_ton``, not ``tonsil``).
+ROLE_ABBREVIATIONS = {"gon": "nerve", "ton": "nerve", "lon": "nerve"}
 
 #: Tissue-library entries (PHYSICS.md §3) and the role they imply.
 LIBRARY_ROLES = {"skin": "skin", "fat": "fat", "muscle": "muscle", "nerve": "nerve", "bone": "bone",
@@ -66,13 +71,16 @@ def region_role(name: str, library: str | None = None) -> str:
     --------
     >>> region_role("greater_occipital_nerve"), region_role("trapezius"), region_role("block", "muscle")
     ('nerve', 'muscle', 'muscle')
-    >>> region_role("tissue")
-    'tissue'
+    >>> region_role("gon"), region_role("tissue")
+    ('nerve', 'tissue')
     """
     lowered = name.lower()
     for role, words in ROLE_WORDS:
         if any(word in lowered for word in words):
             return role
+    for token in re.split(r"[^a-z]+", lowered):
+        if token in ROLE_ABBREVIATIONS:
+            return ROLE_ABBREVIATIONS[token]
     return LIBRARY_ROLES.get(library or "", "tissue")
 
 
