@@ -51,7 +51,8 @@ def get_backend(name: str = "auto") -> Backend:
     chosen_by = f"asked for as '{name}'"
     if name == "auto":
         ok, why = cuda_status()
-        name, chosen_by = ("cuda", "picked by auto: a usable GPU") if ok else ("cpu", f"picked by auto: no cuda ({why})")
+        name = "cuda" if ok else "cpu"
+        chosen_by = "picked by auto: a usable GPU" if ok else f"picked by auto: no cuda ({why})"
     if name not in REGISTRY:
         raise BackendUnavailable(f"unknown backend '{name}' (choose from auto, {', '.join(REGISTRY)})",
                                  key="solver.backend")
