@@ -247,9 +247,17 @@ def test_slice_animation_has_every_snapshot(shell_result, tmp_path):
     rendered = render_result(shell_result, tmp_path, size=(320, 240), animate="slice", animation="gif")
     gif = rendered.paths["animation"]
     assert gif.name == "shell_slice.gif"
+    vr = VizResult.open(shell_result)
+    ice = rgb(isotherm_colours(vr.levels)[-1.0])
     with Image.open(gif) as image:
         assert image.size == (320, 240)
-        assert image.n_frames == len(VizResult.open(shell_result).snapshot_times)
+        assert image.n_frames == len(vr.snapshot_times)
+        ice_pixels = []
+        for i in (0, vr.default_snapshot()):
+            image.seek(i)
+            frame = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+            ice_pixels.append(np.sum(np.abs(frame - ice).max(axis=1) <= 8))
+    assert ice_pixels[1] > ice_pixels[0] + 100, ice_pixels  # beyond the legend's patch, ice only at the end
 
 
 def test_mp4_animation_of_3d_view(shell_result, tmp_path):

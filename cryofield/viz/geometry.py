@@ -162,8 +162,8 @@ def ultrasound_plane(vr: VizResult) -> Plane:
         if np.linalg.norm(in_plane) > 0.3:
             e_v = _unit(in_plane)
             e_u = np.cross(e_v, normal)
-    if e_u @ axis < 0:  # the probe comes in from the right-hand side, pointing left-down as on many screens
-        e_u, normal = -e_u, -normal
+    if e_u @ axis < 0:  # the handle to the right: the needle comes in from the right of the screen
+        e_u = -e_u
     return Plane(np.asarray(origin, float), _unit(e_u), _unit(e_v),
                  f"contains {axis_reason} and {second_reason}")
 
