@@ -19,7 +19,7 @@ from cryofield.mesh.checks import check_mesh
 from cryofield.mesh.generators import sphere_octant_shell
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
-from cryofield.viz.geometry import ultrasound_plane
+from cryofield.viz.geometry import ultrasound_plane, unique_rows
 from cryofield.viz.plots import PANELS, timeseries_figure
 from cryofield.viz.roles import isotherm_colours, level_label, region_role
 from cryofield.viz.slice import SliceView
@@ -30,7 +30,7 @@ NERVE_Y, NERVE_Z = 1.3e-3, 1.0e-3  # the nerve runs along x, 1.64 mm from the pr
 SHELL_CASE = """
 name: shell
 mesh: {file: shell.msh, units: mm, regions: {skin: 1, muscle: 2, nerve: 3},
-       surfaces: {probe: 1, skin_surface: 2, symmetry: 3}}
+       surfaces: {probe: 1, outer: 2, symmetry: 3}}
 tissues:
   skin: {library: skin}
   muscle: {library: muscle}
@@ -43,7 +43,7 @@ protocol:
   - {kind: passive_thaw, duration: 10}
 initial: {type: basal}
 boundaries:
-  - {surface: skin_surface, type: convection, heat_transfer_coefficient: 8, temperature: 22}
+  - {surface: outer, type: convection, heat_transfer_coefficient: 8, temperature: 22}
 outputs: {snapshot_interval: 10, metrics_interval: 2}
 """
 
@@ -59,7 +59,7 @@ def shell_mesh():
     tags[(np.hypot(centroid[:, 1] - NERVE_Y, centroid[:, 2] - NERVE_Z) < 0.6e-3) & (radius <= 7e-3)] = 3
     mesh.tet_tags = tags
     mesh.regions = {"skin": 1, "muscle": 2, "nerve": 3}
-    mesh.surfaces = {"probe": 1, "skin_surface": 2, "symmetry": 3}
+    mesh.surfaces = {"probe": 1, "outer": 2, "symmetry": 3}  # no surface named skin: the skin region says where
     axis = np.array([1.0, 1.0, 1.0]) / np.sqrt(3)
     mesh.metadata = {"probes": {"tip": {"tip": (axis * 1e-3).tolist(), "axis": axis.tolist(), "diameter": 0.4e-3,
                                         "active_length": 0.0}},
@@ -353,3 +353,16 @@ def test_picture_failure_after_a_run_is_a_warning(tmp_path, capsys, monkeypatch)
 ])
 def test_region_roles(name, library, role):
     assert region_role(name, library) == role
+
+
+def test_unique_rows_packed_and_general_agree():
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 50, (400, 3))
+    rows = np.concatenate([rows, rows[:100, ::-1]])  # the same faces again, nodes in another order
+    packed = unique_rows(rows, 50)
+    general = unique_rows(rows, 2**40)  # too many nodes to pack three indices into an int64
+    for a, b in zip(packed, general):
+        np.testing.assert_array_equal(a, b)
+    first, inverse, counts = packed
+    np.testing.assert_array_equal(np.sort(rows[first[inverse]], axis=1), np.sort(rows, axis=1))
+    assert counts.sum() == len(rows) and counts.max() >= 2

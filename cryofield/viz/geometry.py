@@ -45,6 +45,33 @@ class Plane:
         return self.origin + uv[..., :1] * self.e_u + uv[..., 1:2] * self.e_v
 
 
+def centroids(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    """Centroid of each tetrahedron (without an (E, 4, 3) temporary: phantoms have millions of elements)."""
+    total = points[tets[:, 0]].copy()
+    for k in (1, 2, 3):
+        total += points[tets[:, k]]
+    return total / 4.0
+
+
+def unique_rows(rows: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group rows of node indices (edges, faces) that hold the same nodes in any order.
+
+    Returns, as ``np.unique(..., axis=0)`` would for the sorted rows, the index of each group's first row,
+    each row's group and each group's size. Rows are packed into one int64 key when the node count
+    allows, which is several times faster than sorting rows.
+    """
+    rows = np.sort(rows, axis=1)
+    if float(n_nodes) ** rows.shape[1] >= 2.0**63:
+        _, first, inverse, counts = np.unique(rows, axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        return first, inverse.ravel(), counts
+    key = np.zeros(len(rows), np.int64)
+    for column in rows.T:
+        key = key * n_nodes + column
+    _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    return first, inverse, counts
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, float) / np.linalg.norm(v)
 
@@ -132,10 +159,9 @@ def skin_direction(vr: VizResult, point: np.ndarray) -> np.ndarray | None:
 
 
 def _boundary_nodes(tets: np.ndarray) -> np.ndarray:
-    faces = np.sort(np.concatenate([tets[:, [0, 1, 2]], tets[:, [0, 1, 3]], tets[:, [0, 2, 3]], tets[:, [1, 2, 3]]]),
-                    axis=1)
-    unique, counts = np.unique(faces, axis=0, return_counts=True)
-    return np.unique(unique[counts == 1])
+    faces = np.concatenate([tets[:, [0, 1, 2]], tets[:, [0, 1, 3]], tets[:, [0, 2, 3]], tets[:, [1, 2, 3]]])
+    first, _, counts = unique_rows(faces, int(tets.max()) + 1)
+    return np.unique(faces[first[counts == 1]])
 
 
 def ultrasound_plane(vr: VizResult) -> Plane:
@@ -202,16 +228,15 @@ class Cut:
     def outline_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Edges where the region changes or the cut ends: (S, 2) point-index pairs and the regions on
         either side (the same region twice on the cut's border)."""
-        edges = np.sort(self.triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+        edges = self.triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2)
         owner = np.repeat(self.region, 3)
-        unique, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
-        inverse = inverse.ravel()
-        low = np.full(len(unique), np.iinfo(np.int64).max)
-        high = np.full(len(unique), -1)
+        first, inverse, counts = unique_rows(edges, len(self.uv))
+        low = np.full(len(first), np.iinfo(np.int64).max)
+        high = np.full(len(first), -1)
         np.minimum.at(low, inverse, owner)
         np.maximum.at(high, inverse, owner)
         keep = (counts == 1) | (low != high)
-        return unique[keep], low[keep], high[keep]
+        return edges[first[keep]], low[keep], high[keep]
 
 
 def cut_mesh(points: np.ndarray, tets: np.ndarray, region: np.ndarray, plane: Plane) -> Cut:
@@ -241,9 +266,8 @@ def cut_mesh(points: np.ndarray, tets: np.ndarray, region: np.ndarray, plane: Pl
     tri_edges += [quad[:, [0, 1, 2]], quad[:, [0, 2, 3]]]
     tri_region += [region[sel], region[sel]]
     edges = np.concatenate(tri_edges).reshape(-1, 2)
-    key = np.sort(edges, axis=1)
-    unique, inverse = np.unique(key, axis=0, return_inverse=True)
-    a, b = unique[:, 0], unique[:, 1]
+    first, inverse, _ = unique_rows(edges, len(points))
+    a, b = edges[first, 0], edges[first, 1]
     da, db = d[a], d[b]
     weight = da / (da - db)
     xyz = (1.0 - weight)[:, None] * points[a] + weight[:, None] * points[b]
@@ -271,14 +295,20 @@ class PointSampler:
     """Linear interpolation of nodal fields at fixed points (NaN outside the mesh).
 
     Each point is located in one of the tetrahedra whose centroids are nearest to it, by its
-    barycentric coordinates.
+    barycentric coordinates. Only tetrahedra that can reach the points' bounding box are searched.
     """
 
     def __init__(self, points: np.ndarray, tets: np.ndarray, where: np.ndarray, candidates: int = 32):
         self.tets = tets
         where = np.atleast_2d(np.asarray(where, float))
-        _, near = cKDTree(points[tets].mean(axis=1)).query(where, k=min(candidates, len(tets)))
-        near = near.reshape(len(where), -1)
+        centre = centroids(points, tets)
+        reach = np.max([np.linalg.norm(points[tets[:, k]] - centre, axis=1) for k in range(4)], axis=0)[:, None]
+        near_box = np.flatnonzero(np.all((centre >= where.min(axis=0) - reach) & (centre <= where.max(axis=0) + reach),
+                                         axis=1))
+        if len(near_box) == 0:
+            near_box = np.arange(len(tets))  # no tetrahedron comes near: every point will be outside
+        _, near = cKDTree(centre[near_box]).query(where, k=min(candidates, len(near_box)))
+        near = near_box[near.reshape(len(where), -1)]
         corners = points[tets[near]]  # (n, k, 4, 3)
         m = np.swapaxes(corners[:, :, 1:] - corners[:, :, :1], -1, -2)
         lam = np.linalg.solve(m, (where[:, None, :] - corners[:, :, 0])[..., None])[..., 0]

@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from .data import VizResult
-from .geometry import NerveLength, Plane, ultrasound_plane
+from .geometry import NerveLength, Plane, centroids, ultrasound_plane, unique_rows
 from .headless import ensure_render_context
 from .roles import PROBE_COLOUR, SHAFT_COLOUR, STRUCTURES, STYLES, isotherm_colours, level_label, size_scale
 
@@ -90,8 +90,8 @@ class Scene3D:
     def _roi_grid(self, pv):
         """The cells whose centroid lies in the region of interest, in mm, with their region index."""
         vr = self.vr
-        centroids = vr.points[vr.tets].mean(axis=1)
-        self.inside = np.all((centroids >= self.lo) & (centroids <= self.hi), axis=1)
+        centre = centroids(vr.points, vr.tets)
+        self.inside = np.all((centre >= self.lo) & (centre <= self.hi), axis=1)
         return pv.UnstructuredGrid({pv.CellType.TETRA: vr.tets[self.inside]}, vr.points * MM)
 
     def _add_tissue(self, pv) -> None:
@@ -199,11 +199,9 @@ def region_faces(tets: np.ndarray, region: np.ndarray, roles: list[str]) -> dict
     faces it shares with a structure (the structure's opaque surface is there)."""
     faces = np.concatenate([tets[:, [0, 1, 2]], tets[:, [0, 1, 3]], tets[:, [0, 2, 3]], tets[:, [1, 2, 3]]])
     owner = np.tile(region, 4)
-    unique, first, inverse, counts = np.unique(np.sort(faces, axis=1), axis=0, return_index=True,
-                                               return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    low = np.full(len(unique), np.iinfo(np.int64).max)
-    high = np.full(len(unique), -1)
+    first, inverse, counts = unique_rows(faces, int(tets.max()) + 1)
+    low = np.full(len(first), np.iinfo(np.int64).max)
+    high = np.full(len(first), -1)
     np.minimum.at(low, inverse, owner)
     np.maximum.at(high, inverse, owner)
     structure = np.array([role in STRUCTURES for role in roles])
