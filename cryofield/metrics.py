@@ -60,11 +60,25 @@ def volumes_below(T: np.ndarray, tets: np.ndarray, volumes: np.ndarray, elem_gro
     return out
 
 
-class RegionMeasures:
-    """Precomputed region membership for fast per-output measures."""
+def incident_elements(node_ptr: np.ndarray, node_slot: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Sorted unique elements touching any of ``nodes`` (through the node → slot incidence CSR)."""
+    starts, stops = node_ptr[nodes], node_ptr[nodes + 1]
+    counts = stops - starts
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return np.unique(node_slot[np.arange(counts.sum()) + offsets] // 4)
 
-    def __init__(self, tets: np.ndarray, volumes: np.ndarray, elem_group: np.ndarray, names: list[str]):
+
+class RegionMeasures:
+    """Precomputed region membership for fast per-output measures.
+
+    Isotherm volumes only look at elements touching a node at or below the warmest level, found through
+    the node → element incidence, so their cost follows the ice ball, not the mesh.
+    """
+
+    def __init__(self, tets: np.ndarray, volumes: np.ndarray, elem_group: np.ndarray, names: list[str],
+                 node_ptr: np.ndarray, node_slot: np.ndarray):
         self.tets, self.volumes, self.elem_group, self.names = tets, volumes, elem_group, names
+        self.node_ptr, self.node_slot = node_ptr, node_slot
         self.nodes = [np.unique(tets[elem_group == g]) for g in range(len(names))]
 
     def min_temperature(self, T: np.ndarray) -> np.ndarray:
@@ -72,4 +86,10 @@ class RegionMeasures:
         return np.array([T[n].min() if len(n) else np.nan for n in self.nodes])
 
     def volumes_below(self, T: np.ndarray, levels: list[float]) -> np.ndarray:
-        return volumes_below(T, self.tets, self.volumes, self.elem_group, len(self.names), levels)
+        """(len(levels), regions) volume (m³) where T <= level."""
+        cold = np.flatnonzero(T <= max(levels))
+        if len(cold) == 0:
+            return np.zeros((len(levels), len(self.names)))
+        elems = incident_elements(self.node_ptr, self.node_slot, cold)
+        return volumes_below(T, self.tets[elems], self.volumes[elems], self.elem_group[elems], len(self.names),
+                             levels)

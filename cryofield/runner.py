@@ -94,7 +94,7 @@ class Run:
         self.case, self.problem = plan.case, plan.problem
         self.dtype = np.float32 if self.case.solver.precision == "float32" else np.float64
         self.regions = RegionMeasures(self.problem.mesh.tets, self.problem.volumes, self.problem.elem_mat,
-                                      self.problem.region_names)
+                                      self.problem.region_names, self.problem.node_ptr, self.problem.node_slot)
         self.metric_rows: dict[str, list] = {"time": [], "phase": [], "probe_temperature": [],
                                              "region_min_temperature": [], "volume_below": []}
         self.timings = {"setup_s": plan.setup_seconds, "basal_s": 0.0, "compile_s": 0.0, "stepping_s": 0.0,
