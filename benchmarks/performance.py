@@ -1,20 +1,24 @@
-"""CPU throughput of the solver step and time to solution on the Neumann case.
+"""Performance suite: throughput against the memory limit over a size series, and time to solution.
 
-Run ``python benchmarks/performance.py [--cells 80] [--repeats 5] [--json out.json]``.
+Run ``cryofield bench performance [--quick] [--backend cpu|cuda]``.
 
 Figures
 -------
 DOF-steps/s
-    nodes x operator applications / wall seconds of the stepping kernels (no host copies inside).
-Implied bandwidth
-    the bytes one RKL2 stage must move (counted below, each array once) / stage time, as a fraction of
-    a parallel copy bandwidth (STREAM-copy style: read + write counted) measured in the same run.
+    nodes x operator applications / wall seconds of the stepping kernels (no host copies inside); here one
+    RKL stage (an operator application and the fused vector update) on a structured block.
+Implied bandwidth fraction
+    the bytes one RKL stage must move (counted below, each array once) / stage time, as a fraction of a
+    copy bandwidth (STREAM-copy style: read + write counted) measured in the same run. On the cuda
+    backend both come from :mod:`benchmarks.gpu` (device copy bandwidth, the fused stage's byte count).
 Time to solution
-    wall time of the Neumann planar freezing case to reach its front within 1 % of the closed form,
-    RKL2 (adaptive) against forward Euler at its stability limit, same mesh.
+    wall time from the case file to the complete results (mesh, assembly, basal state, stepping, output)
+    of a double freeze-thaw case at its default steps, with its clinical outputs compared with a reference
+    run on a finer mesh with smaller steps; and the Neumann case, RKL2 (adaptive) against forward Euler
+    at its stability limit on the same mesh, with both front errors.
 
-Byte count of one RKL2 stage (float64, int32 indices; E elements, N nodes)
--------------------------------------------------------------------------
+Byte count of one RKL2 stage on the CPU (float64, int32 indices; E elements, N nodes)
+-------------------------------------------------------------------------------------
 element_flux, per element: connectivity 16, edge coefficients 48, tissue id 4, flux written 32 = 100 B;
     per node: temperature read once 8 B (the gathers hit cache when elements are sorted by node).
 node_rate, per element: slot index 4 x 4 = 16, flux read 32 = 48 B; per node: row pointer 8, temperature 8,
@@ -26,10 +30,7 @@ Total: 148 E + 137 N bytes.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,12 +38,18 @@ import numpy as np
 from numba import njit, prange
 
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
+from cryofield.case import Case, parse_case
 from cryofield.io import read_result
 from cryofield.problem import build_problem, load_mesh
-from cryofield.runner import run_case
+from cryofield.runner import RunReport, run_case
 from cryofield.stepper import StepControl, Stepper
-from cryofield.verification import neumann_lambda, planar_front_position
+from cryofield.verification import planar_front_position
+
+from .cases import probe_block_case
+from .common import figure, markdown_table, median_time
+from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
+
+NAME = "performance"
 
 BYTES_PER_ELEMENT = 148
 BYTES_PER_NODE = 137
@@ -60,6 +67,13 @@ boundaries:
   - {{surface: zmax, type: convection}}
 """
 
+#: Block sizes (cells per side; (n + 1)³ nodes, 6 n³ tetrahedra) of the throughput series.
+SIZES = {
+    "quick": {"cpu": [20, 40, 60], "cuda": [40, 80], "neumann": [300], "repeats": 3, "copy_MiB": 256},
+    "full": {"cpu": [20, 40, 60, 80, 100], "cuda": [50, 100, 160], "neumann": [300, 600], "repeats": 7,
+             "copy_MiB": 512},
+}
+
 
 @njit(parallel=True, cache=True)
 def _parallel_copy(src, dst):
@@ -71,23 +85,16 @@ def copy_bandwidth(n_bytes: int = 1 << 29, repeats: int = 7) -> float:
     """Median parallel copy bandwidth (B/s), read + write counted, arrays far beyond the caches."""
     src = np.ones(n_bytes // 8)
     dst = np.empty_like(src)
-    _parallel_copy(src, dst)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _parallel_copy(src, dst)
-        times.append(time.perf_counter() - t0)
-    return 2 * src.nbytes / statistics.median(times)
+    return 2 * src.nbytes / median_time(lambda: _parallel_copy(src, dst), repeats)
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def reference_bandwidth(backend: str, mib: int, repeats: int) -> float:
+    """The copy bandwidth (B/s) the stage bandwidth is compared with: host memory, or the GPU's."""
+    if backend == "cuda":
+        from . import gpu
+
+        return gpu.copy_bandwidth(mib, repeats)["reference_Bps"]
+    return copy_bandwidth(mib << 20, repeats)
 
 
 def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict:
@@ -95,9 +102,8 @@ def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict
     case = parse_case(BLOCK_CASE.format(n=cells))
     problem = build_problem(case, load_mesh(case))
     be = get_backend(backend)
-    state = problem.boundary_state(case.protocol[0])
     stepper = Stepper(be, problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)), StepControl("rkl2", 1e-3, 1.0))
-    stepper.set_boundaries(state)
+    stepper.set_boundaries(problem.boundary_state(case.protocol[0]))
     dp, n, e = stepper.dp, problem.n_nodes, problem.n_elems
     out = be.empty(n, stepper.dtype)
 
@@ -106,77 +112,157 @@ def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict
         be.synchronize()
 
     def stage():
-        be.apply_operator(dp, stepper.T, stepper.L)
-        be.combine(dp, stepper.Y[1], stepper.T_stage[1], (1.2, -0.3, 0.1, 1e-3, 1e-4), stepper.Y[0], stepper.H,
-                   stepper.H, stepper.L, stepper.L0)
+        be.stage(dp, stepper.T, stepper.L, stepper.Y[1], stepper.T_stage[1], (1.2, -0.3, 0.1, 1e-3, 1e-4),
+                 stepper.Y[0], stepper.H, stepper.H, stepper.L0)
         be.synchronize()
 
-    t_op = _median_time(operator, repeats)
-    t_stage = _median_time(stage, repeats)
+    t_op = median_time(operator, repeats)
+    t_stage = median_time(stage, repeats)
     stage_bytes = BYTES_PER_ELEMENT * e + BYTES_PER_NODE * n
     return {"cells": cells, "nodes": n, "elements": e, "operator_s": t_op, "stage_s": t_stage,
             "dof_steps_per_s": n / t_stage, "stage_bytes": stage_bytes, "stage_bandwidth_Bps": stage_bytes / t_stage}
 
 
-NEUMANN = Path(__file__).resolve().parents[1] / "cases" / "neumann_planar.yaml"
+def throughput_row(cells: int, backend: str, repeats: int, copy_Bps: float) -> dict:
+    """A size-series record: stage throughput and its fraction of the copy bandwidth, on ``backend``."""
+    if backend == "cuda":
+        from . import gpu
+
+        g = gpu.throughput(cells, "float64", 20, repeats, copy_Bps)
+        row = {k: g[k] for k in ("cells", "nodes", "elements", "operator_s", "stage_s", "stage_bytes")}
+        row.update(dof_steps_per_s=g["nodes"] / g["stage_s"], stage_bandwidth_Bps=g["stage_bytes"] / g["stage_s"])
+    else:
+        row = stage_throughput(cells, repeats, backend)
+    fraction = row["stage_bandwidth_Bps"] / copy_Bps
+    return {"id": f"throughput_{row['nodes']}", **row, "bandwidth_fraction": fraction,
+            "figures": {"fraction of copy bandwidth": figure(fraction, "ratio")}}
 
 
 def neumann_time_to_solution(scheme: str, cells: int = 300, out_dir: Path | None = None) -> dict:
     """Run the Neumann case with ``scheme``; wall time of stepping and the front error at 60 s and 90 s."""
-    import tempfile
-
-    text = NEUMANN.read_text().replace("cells: [300, 1, 1]", f"cells: [{cells}, 1, 1]")
-    text = text.replace("solver: {max_dt: 2.0}", f"solver: {{max_dt: 2.0, scheme: {scheme}}}")
-    case = parse_case(text, source=str(NEUMANN))
+    case = fill_case(NEUMANN_CASE, n=cells)
+    case.solver.scheme = scheme
+    case.outputs.snapshot_interval = 30.0
     with tempfile.TemporaryDirectory() as tmp:
         report = run_case(case, out_dir or tmp, backend="cpu", progress=False)
         result = read_result(report.paths["h5"])
-        mat = case.materials()["tissue"]
-        lam = neumann_lambda(mat.conductivity_frozen, mat.conductivity, mat.heat_capacity_frozen,
-                             mat.heat_capacity_unfrozen, mat.latent_heat, -88.0, -1.0, 37.0)
-        alpha = mat.conductivity_frozen / mat.heat_capacity_frozen
         errors = {}
-        for t in (60.0, 90.0):
+        for t, exact in zip((60.0, 90.0), neumann_front_exact(case, [60.0, 90.0])):
             k = int(np.argmin(np.abs(result.snapshot_times - t)))
-            errors[f"{t:g}"] = planar_front_position(result.points, result.snapshot(k), -1.0) / (2 * lam * np.sqrt(alpha * t)) - 1
+            errors[f"{t:g}"] = planar_front_position(result.points, result.snapshot(k), -1.0) / exact - 1
     s = report.summary
     return {"scheme": scheme, "cells": cells, "nodes": s["nodes"], "stepping_s": s["timings_s"]["stepping_s"],
             "steps": s["time_step"]["steps"], "operator_applications": s["time_step"]["operator_applications"],
             "front_error": errors}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, nargs="+", default=[81], help="block sizes (cells per side)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--neumann-cells", type=int, nargs="+", default=[300, 600])
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+def neumann_schemes(cells: int) -> dict:
+    """RKL2 against forward Euler on the same Neumann mesh: the same-run speed-up at (about) equal error."""
+    rkl2, euler = neumann_time_to_solution("rkl2", cells), neumann_time_to_solution("euler", cells)
+    speedup = euler["stepping_s"] / rkl2["stepping_s"]
+    return {"id": f"neumann_schemes_{cells}", "cells": cells, "rkl2": rkl2, "euler": euler, "speedup": speedup,
+            "figures": {"forward Euler / RKL2 stepping time": figure(speedup, "ratio"),
+                        "RKL2 operator applications": figure(rkl2["operator_applications"], "work"),
+                        "RKL2 front error 90 s": figure(abs(rkl2["front_error"]["90"]), "error")}}
 
-    bandwidth = copy_bandwidth()
-    rows = [stage_throughput(c, args.repeats) for c in args.cells]
-    print(f"copy bandwidth (parallel, read+write): {bandwidth / 1e9:.2f} GB/s\n")
-    print("| nodes | elements | operator ms | stage ms | M DOF-steps/s | stage GB/s | of copy bw |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['nodes']} | {r['elements']} | {r['operator_s'] * 1e3:.1f} | {r['stage_s'] * 1e3:.1f} | "
-              f"{r['dof_steps_per_s'] / 1e6:.2f} | {r['stage_bandwidth_Bps'] / 1e9:.2f} | "
-              f"{r['stage_bandwidth_Bps'] / bandwidth:.0%} |")
-    tts = [neumann_time_to_solution(s, c) for c in args.neumann_cells for s in ("rkl2", "euler")]
-    print("\n| Neumann mesh cells | scheme | steps | operator applications | stepping s | front error 60 s | 90 s |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+
+# -- time to solution of a double freeze-thaw case -----------------------------------------------------------
+
+#: Probe-block meshes (tip and far element sizes, mm), protocol (freeze, thaw s) and reference steps.
+BLOCK_TTS = {"quick": {"test": (0.3, 2.0), "reference": (0.2, 1.5), "protocol": (30.0, 15.0)},
+             "full": {"test": (0.2, 1.5), "reference": (0.1, 1.0), "protocol": (90.0, 30.0)}}
+REFERENCE_STEPS = (0.5, 2.5)
+
+
+def clinical_outputs(report: RunReport, region: str) -> dict:
+    """What a clinician reads from a run: the ice ball and injury volumes, and ``region``'s minimum temperature."""
+    s = report.summary
+    return {"ice volume (-1 °C) mm³": s["total_volume_below_mm3"]["-1"],
+            "volume below -20 °C mm³": s["total_volume_below_mm3"]["-20"],
+            f"{region} minimum °C": s["regions"][region]["min_temperature_C"]}
+
+
+def timed_run(case: Case, out_dir: Path, backend: str) -> tuple[float, RunReport]:
+    """Wall time of :func:`run_case` from the validated case to complete results, and its report."""
+    t0 = time.perf_counter()
+    report = run_case(case, out_dir, backend=backend, progress=False)
+    return time.perf_counter() - t0, report
+
+
+def double_freeze_cases(mode: str, directory: Path) -> tuple[str, str, Case, Case]:
+    """(title, region of interest, test case, reference case) of the time-to-solution study.
+
+    The probe in a fat/muscle block: the test mesh at default steps; the reference on a finer mesh with
+    max_dt 0.5 s and max_change 2.5 K.
+    """
+    p = BLOCK_TTS[mode]
+    test = probe_block_case(directory, *p["test"], *p["protocol"])
+    reference = probe_block_case(directory, *p["reference"], *p["protocol"], *REFERENCE_STEPS)
+    freeze, thaw = p["protocol"]
+    title = (f"18G probe 3 mm from a nerve in fat/muscle, {freeze:g}/{thaw:g}/{freeze:g} s freeze-thaw-freeze at -70 °C; mesh "
+             f"{p['test'][0]:g}-{p['test'][1]:g} mm, reference {p['reference'][0]:g}-{p['reference'][1]:g} mm")
+    return title, "nerve", test, reference
+
+
+def case_time_to_solution(mode: str, backend: str) -> dict:
+    """Time to solution of the double freeze-thaw case, and its clinical outputs against the reference."""
+    with tempfile.TemporaryDirectory() as tmp:
+        title, region, test, reference = double_freeze_cases(mode, Path(tmp))
+        wall, report = timed_run(test, Path(tmp) / "test", backend)
+        ref_wall, ref_report = timed_run(reference, Path(tmp) / "reference", backend)
+    ours, ref = clinical_outputs(report, region), clinical_outputs(ref_report, region)
+    errors = {k: (ours[k] - ref[k]) / ref[k] if "mm³" in k else ours[k] - ref[k] for k in ours}
+    s = report.summary
+    figures = {f"{k} {'relative error' if 'mm³' in k else 'error K'}": figure(abs(v), "error")
+               for k, v in errors.items()}
+    figures["operator applications"] = figure(s["time_step"]["operator_applications"], "work")
+    return {"id": "double_freeze_time_to_solution", "title": title, "nodes": s["nodes"],
+            "reference_nodes": ref_report.summary["nodes"], "wall_s": wall, "reference_wall_s": ref_wall,
+            "timings_s": s["timings_s"], "steps": s["time_step"]["steps"],
+            "operator_applications": s["time_step"]["operator_applications"], "outputs": ours,
+            "reference_outputs": ref, "errors": errors, "figures": figures}
+
+
+def run(quick: bool, backend: str = "cpu") -> dict:
+    """The size series on ``backend``, the Neumann schemes (cpu) and the double freeze-thaw time to solution."""
+    sizes = SIZES["quick" if quick else "full"]
+    copy_Bps = reference_bandwidth(backend, sizes["copy_MiB"], sizes["repeats"])
+    records = [throughput_row(c, backend, sizes["repeats"], copy_Bps) for c in sizes[backend]]
+    records += [neumann_schemes(c) for c in sizes["neumann"]]
+    records.append(case_time_to_solution("quick" if quick else "full", backend))
+    return {"copy_bandwidth_Bps": copy_Bps, "records": records}
+
+
+def tables(result: dict) -> str:
+    """Markdown tables: the size series, RKL2 against forward Euler, the time to solution."""
+    bw = result["copy_bandwidth_Bps"]
+    rows, schemes, tts = [], [], []
+    for r in result["records"]:
+        if r["id"].startswith("throughput"):
+            rows.append([r["nodes"], r["elements"], f"{r['operator_s'] * 1e3:.2f}", f"{r['stage_s'] * 1e3:.2f}",
+                         f"{r['dof_steps_per_s'] / 1e6:.1f}", f"{r['stage_bandwidth_Bps'] / 1e9:.2f}",
+                         f"{r['bandwidth_fraction']:.0%}"])
+        elif r["id"].startswith("neumann_schemes"):
+            for k in ("rkl2", "euler"):
+                e = r[k]
+                schemes.append([r["cells"], k, e["steps"], e["operator_applications"], f"{e['stepping_s']:.3f}",
+                                f"{e['front_error']['60']:+.2%}", f"{e['front_error']['90']:+.2%}"])
+            schemes.append([r["cells"], "**Euler / RKL2 time**", "", "", f"**{r['speedup']:.1f}x**", "", ""])
+        else:
+            tts.append(r)
+    parts = [f"Copy bandwidth (read + write): {bw / 1e9:.2f} GB/s\n",
+             markdown_table(["nodes", "elements", "operator ms", "stage ms", "M DOF-steps/s", "stage GB/s",
+                             "of copy bw"], rows), "",
+             markdown_table(["Neumann cells", "scheme", "steps", "operator applications", "stepping s",
+                             "front error 60 s", "90 s"], schemes)]
     for r in tts:
-        e = r["front_error"]
-        print(f"| {r['cells']} | {r['scheme']} | {r['steps']} | {r['operator_applications']} | {r['stepping_s']:.3f} |"
-              f" {e['60']:+.2%} | {e['90']:+.2%} |")
-    for c in args.neumann_cells:
-        pair = {r["scheme"]: r for r in tts if r["cells"] == c}
-        print(f"\n{c} cells: forward Euler / RKL2 wall time = "
-              f"{pair['euler']['stepping_s'] / pair['rkl2']['stepping_s']:.1f}x")
-    if args.json:
-        args.json.write_text(json.dumps({"copy_bandwidth_Bps": bandwidth, "stages": rows, "neumann": tts}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        t = r["timings_s"]
+        parts += [f"\n**Time to solution**: {r['title']}; {r['nodes']} nodes (reference {r['reference_nodes']}): "
+                  f"{r['wall_s']:.1f} s from case to results (setup {t['setup_s']:.1f}, basal {t['basal_s']:.1f}, "
+                  f"stepping {t['stepping_s']:.1f}, output {t['output_s']:.1f}; reference {r['reference_wall_s']:.0f} "
+                  f"s), {r['steps']} steps, {r['operator_applications']} operator applications.\n",
+                  markdown_table(["output", "this run", "reference", "error"],
+                                 [[k, f"{v:.4g}", f"{r['reference_outputs'][k]:.4g}",
+                                   f"{r['errors'][k]:+.2%}" if "mm³" in k else f"{r['errors'][k]:+.2f} K"]
+                                  for k, v in r["outputs"].items()])]
+    return "\n".join(parts)

@@ -1,0 +1,156 @@
+"""What the suites share: run metadata, timing, markdown tables, figures, and running a case to given times."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import numba
+import numpy as np
+
+from cryofield import __version__
+from cryofield.backends import get_backend
+from cryofield.case import Case
+from cryofield.problem import Problem
+from cryofield.runner import prepare
+from cryofield.schedule import phase_bounds
+from cryofield.steady import steady_state
+from cryofield.stepper import StepStats, Stepper
+
+REPO = Path(__file__).resolve().parents[1]
+Result = TypeVar("Result")
+
+#: Figure kinds that ``--compare`` understands (see :mod:`benchmarks.compare`).
+KINDS = ("error", "order", "ratio", "work")
+
+#: Blood of the verification set (PHYSICS.md §3): rho_b c_b = 3.6e6 J/m³/K, so the generic tissue has m = 60 1/m.
+GENERIC_BLOOD = "blood: {density: 1000, specific_heat: 3600, arterial_temperature: 37}"
+
+
+def figure(value: float, kind: str) -> dict:
+    """A figure ``--compare`` checks: ``error`` and ``work`` lower is better, ``order`` and ``ratio`` higher."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown figure kind {kind!r}")
+    return {"value": float(value), "kind": kind}
+
+
+def machine() -> dict:
+    """Facts about this machine that a reader needs to judge the timings."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {"cpu": model, "cores": os.cpu_count(), "threads": numba.get_num_threads(),
+            "memory_GiB": round(memory / 2**30, 1), "platform": platform.platform(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def versions() -> dict:
+    """Versions of Python, cryofield and the libraries the suites use (None when not installed)."""
+    out = {"python": platform.python_version(), "cryofield": __version__}
+    for name in ("numpy", "scipy", "numba", "pyamg", "skfem", "meshio", "gmsh"):
+        try:
+            out[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def git_revision(root: Path = REPO) -> dict:
+    """The checkout's commit and whether it has uncommitted changes (``unknown`` outside a git checkout)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def metadata(backend: str, quick: bool) -> dict:
+    """Everything a result file says about where and how it was made."""
+    device = get_backend(backend)
+    return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": "quick" if quick else "full",
+            "backend": device.name, "device": device.device_name, "machine": machine(), "versions": versions(),
+            "git": git_revision(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def timed(fn: Callable[[], Result], repeats: int, long_run: float = 10.0) -> tuple[float, Result]:
+    """Median wall time of ``fn`` and its last result: ``repeats`` calls, or one when it takes over ``long_run`` s."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        if times[0] > long_run:
+            break
+    return statistics.median(times), result
+
+
+@contextlib.contextmanager
+def numba_threads(n: int) -> Iterator[None]:
+    """Run the enclosed code with ``n`` Numba threads (at most those available), then restore the count."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table; floats are printed as given (format them first)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def temperatures_at(case: Case, times: list[float], backend: str = "cpu") -> tuple[Problem, list[np.ndarray], StepStats]:
+    """Step ``case`` from its initial state and return the nodal temperature at each of ``times`` (s).
+
+    Runs the stepper directly (no result files); protocol switches happen at their times. Without a
+    protocol the base boundary conditions hold throughout (e.g. a flux surface).
+    """
+    plan = prepare(case)
+    problem = plan.problem
+    if case.initial.type == "uniform":
+        T0 = np.full(problem.n_nodes, case.initial.temperature)
+    else:
+        T0 = steady_state(problem, problem.boundary_state(None), case.blood.arterial_temperature)
+    stepper = Stepper(get_backend(backend), problem, problem.enthalpy(T0), plan.control())
+    bounds = phase_bounds(case.protocol)
+    switches = [float(b) for b in bounds[1:-1] if b < max(times)]
+    found, now, current = {}, 0.0, -1
+    for end in sorted(set(times) | set(switches)):
+        phase = (min(int(np.searchsorted(bounds, now, side="right")) - 1, len(case.protocol) - 1)
+                 if case.protocol else None)
+        if phase != current:
+            stepper.set_boundaries(problem.boundary_state(None if phase is None else case.protocol[phase]))
+            current = phase
+        stepper.advance(end - now)
+        now = end
+        found[end] = stepper.temperature_host()
+    return problem, [found[t] for t in times], stepper.stats

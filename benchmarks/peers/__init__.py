@@ -1,0 +1,1 @@
+"""Peer implementations of cryofield's physics, run side by side with it by :mod:`benchmarks.peers.suite`."""
