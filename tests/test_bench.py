@@ -1,0 +1,142 @@
+"""``cryofield bench``: the comparison with a baseline, the result file, the command's wiring, the peer.
+
+No heavy suite runs here: a stub suite stands in for the real ones where the command is exercised.
+"""
+
+import copy
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from benchmarks import suites
+from benchmarks.common import figure, metadata
+from benchmarks.compare import IncomparableError, compare, failures, judge
+from cryofield.bench import benchmarks_package
+from cryofield.cli import main
+from cryofield.errors import InputError
+
+
+def result(mode="quick", backend="cpu", **figures):
+    """A result file's content with one verification record holding ``figures`` (name -> (value, kind))."""
+    meta = {"mode": mode, "backend": backend}
+    record = {"id": "study", "figures": {k: figure(v, kind) for k, (v, kind) in figures.items()}}
+    return {"format": suites.FORMAT, "meta": meta, "suites": {"verification": {"records": [record]}}}
+
+
+BASE = {"L2 error": (1.0e-3, "error"), "L2 order": (2.0, "order"), "fraction of copy bw": (0.5, "ratio"),
+        "operator applications": (1000, "work")}
+
+
+def test_equal_figures_pass():
+    findings = compare(result(**BASE), result(**BASE))
+    assert len(findings) == len(BASE) and not failures(findings)
+
+
+@pytest.mark.parametrize("name, value", [("L2 error", 1.2e-3), ("L2 order", 1.8), ("fraction of copy bw", 0.3),
+                                         ("operator applications", 1200), ("L2 error", float("nan"))])
+def test_a_worse_figure_is_flagged(name, value):
+    now = dict(BASE, **{name: (value, BASE[name][1])})
+    bad = failures(compare(result(**now), result(**BASE)))
+    assert [f.figure for f in bad] == [name]
+
+
+@pytest.mark.parametrize("name, value", [("L2 error", 1.05e-3), ("L2 error", 1e-5), ("L2 order", 1.95),
+                                         ("fraction of copy bw", 0.4), ("operator applications", 900)])
+def test_changes_within_tolerance_or_better_pass(name, value):
+    now = dict(BASE, **{name: (value, BASE[name][1])})
+    assert not failures(compare(result(**now), result(**BASE)))
+
+
+def test_judge_states_the_limit():
+    assert judge("error", 1.0, 1.2) == ("regressed", "at most 1.1")
+    assert judge("order", 2.0, 1.95)[0] == "ok"
+
+
+def test_missing_figure_fails_and_new_figure_is_only_reported():
+    now = {k: v for k, v in BASE.items() if k != "L2 order"} | {"H1 order": (1.0, "order")}
+    findings = compare(result(**now), result(**BASE))
+    assert [(f.figure, f.verdict) for f in failures(findings)] == [("L2 order", "missing")]
+    assert ("H1 order", "new") in [(f.figure, f.verdict) for f in findings]
+
+
+def test_speed_figures_are_not_compared_across_backends():
+    now = dict(BASE, **{"fraction of copy bw": (0.01, "ratio")})
+    findings = compare(result(backend="cuda", **now), result(**BASE))
+    assert not failures(findings)
+    assert {f.figure for f in findings if f.verdict == "skipped"} == {"fraction of copy bw", "operator applications"}
+
+
+def test_another_mode_cannot_be_compared():
+    with pytest.raises(IncomparableError, match="quick"):
+        compare(result(mode="full", **BASE), result(**BASE))
+
+
+def test_metadata_names_machine_backend_versions_and_revision():
+    meta = metadata("cpu", quick=True)
+    assert meta["backend"] == "cpu" and meta["mode"] == "quick"
+    assert meta["machine"]["cores"] >= 1 and meta["machine"]["cpu"]
+    assert meta["versions"]["cryofield"] and meta["versions"]["numpy"] == np.__version__
+    assert len(meta["git"]["commit"]) == 40 or meta["git"]["commit"] == "unknown"
+
+
+@pytest.fixture
+def stub_suite(monkeypatch):
+    """Replace the verification suite by a stub whose one error figure the test sets."""
+    module = types.ModuleType("stub_suite")
+    module.error = 1e-3
+    module.run = lambda quick, backend: {"records": [{"id": "stub", "figures": {"error": figure(module.error, "error")}}]}
+    module.tables = lambda res: "| stub |"
+    monkeypatch.setitem(sys.modules, "stub_suite", module)
+    monkeypatch.setitem(suites.SUITES, "verification", "stub_suite")
+    return module
+
+
+def test_command_writes_json_and_exits_1_on_regression(stub_suite, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert main(["bench", "verification", "--quick", "-o", str(baseline)]) == 0
+    data = json.loads(baseline.read_text())
+    assert {"machine", "backend", "versions", "git"} <= set(data["meta"])
+    assert data["suites"]["verification"]["records"][0]["figures"]["error"]["value"] == 1e-3
+    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "same.json"), "--compare",
+                 str(baseline)]) == 0
+    stub_suite.error = 2e-3
+    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "worse.json"), "--compare",
+                 str(baseline)]) == 1
+    assert "regressed: verification / stub / error: 0.001 -> 0.002" in capsys.readouterr().err
+
+
+def test_command_refuses_a_baseline_of_another_mode(stub_suite, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    main(["bench", "verification", "--quick", "-o", str(baseline)])
+    full = copy.deepcopy(json.loads(baseline.read_text()))
+    full["meta"]["mode"] = "full"
+    baseline.write_text(json.dumps(full))
+    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "x.json"), "--compare", str(baseline)]) == 2
+    assert "full mode" in capsys.readouterr().err
+
+
+def test_without_a_checkout_the_command_says_so(tmp_path):
+    with pytest.raises(InputError, match="pip install -e"):
+        benchmarks_package(tmp_path)
+
+
+def test_peer_matches_the_neumann_closed_form_and_cryofield():
+    """The scikit-fem peer on a coarse Neumann slab: front within 4 % of the closed form, as cryofield's."""
+    pytest.importorskip("skfem")
+    from benchmarks.common import temperatures_at
+    from benchmarks.peers.skfem_enthalpy import EnthalpyPeer
+    from benchmarks.verification import NEUMANN_CASE, fill_case, neumann_front_exact
+    from cryofield.verification import planar_front_position
+
+    case = fill_case(NEUMANN_CASE, n=100)
+    exact = neumann_front_exact(case, [90.0])[0]
+    peer = EnthalpyPeer(case)
+    (T_peer,) = peer.run(0.5, [90.0])
+    problem, (T_ours,), _ = temperatures_at(case, [90.0])
+    x_peer = planar_front_position(peer.mesh.points, T_peer, -1.0)
+    x_ours = planar_front_position(problem.mesh.points, T_ours, -1.0)
+    assert abs(x_peer / exact - 1) < 0.04 and abs(x_peer / x_ours - 1) < 0.02
+    assert peer.stats.halvings == 0 and peer.stats.steps == 180
