@@ -175,11 +175,11 @@ class VizResult:
         p = self.points[frozen]
         return p.min(axis=0), p.max(axis=0)
 
-    def region_of_interest(self, margin: float = 5e-3) -> tuple[np.ndarray, np.ndarray]:
+    def region_of_interest(self, margin: float = 4e-3) -> tuple[np.ndarray, np.ndarray]:
         """Box (m) around the ice of the whole run and the probes' active parts, with a margin, inside the mesh.
 
-        The margin is at least ``margin`` and at least three quarters of the ice size, so that the nerve
-        and the skin near the ice ball are in view but a large phantom does not shrink the ice to a dot.
+        The margin is at least ``margin`` and at least half the ice size, so that the nerve and the skin
+        near the ice ball are in view but a large phantom does not shrink the ice to a dot.
         """
         parts = [self.points[np.unique(tri)] for tri in self.probe_surfaces.values()]
         if self.ice_box is not None:
@@ -189,5 +189,5 @@ class VizResult:
             return lo_mesh, hi_mesh
         cloud = np.vstack(parts)
         lo, hi = cloud.min(axis=0), cloud.max(axis=0)
-        pad = max(margin, 0.75 * float(np.max(hi - lo)))
+        pad = max(margin, 0.5 * float(np.max(hi - lo)))
         return np.maximum(lo - pad, lo_mesh), np.minimum(hi + pad, hi_mesh)

@@ -1,15 +1,13 @@
 """Geometry for the pictures: the probe-plane (ultrasound) slice, plane cuts, point sampling, nerve centrelines.
 
-Pure numpy and scipy, so the 2D slice and the plots work where no OpenGL context can be made.
+Pure numpy, so the 2D slice and the plots work where no OpenGL context can be made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .data import VizResult
 
@@ -128,16 +126,6 @@ def _estimated_centreline(nodes: np.ndarray) -> np.ndarray:
     return np.array([nodes[which == b].mean(axis=0) for b in range(n_bins) if np.any(which == b)])
 
 
-def _nearest_on_polyline(line: np.ndarray, point: np.ndarray) -> tuple[float, np.ndarray]:
-    """Distance from ``point`` to the polyline and the polyline's unit tangent there."""
-    a, b = line[:-1], line[1:]
-    ab = b - a
-    t = np.clip(np.einsum("ij,ij->i", point - a, ab) / np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-30), 0, 1)
-    dist = np.linalg.norm(a + t[:, None] * ab - point, axis=1)
-    k = int(np.argmin(dist))
-    return float(dist[k]), _unit(ab[k])
-
-
 def skin_direction(vr: VizResult, point: np.ndarray) -> np.ndarray | None:
     """Unit vector from ``point`` to the nearest skin surface node (the skin normal there), if a skin is known.
 
@@ -165,17 +153,20 @@ def _boundary_nodes(tets: np.ndarray) -> np.ndarray:
 
 
 def ultrasound_plane(vr: VizResult) -> Plane:
-    """The slice plane a clinician's ultrasound would show: it contains the probe axis (needle in plane).
+    """The slice plane: the probe axis (the needle in plane, as the clinician aligns the transducer) and the
+    nerve the ice is meant for, in one picture.
 
-    The second direction is the nearest nerve's direction near the probe tip (the nerve's long axis, so the
-    slice shows how much of the nerve the ice covers); if the nerve runs within 20° of the probe axis, or
-    there is no nerve, the direction to the skin; failing both, the mesh's widest direction across the axis.
-    The slice is drawn with the skin up when the skin is known.
+    The plane contains the probe axis and the point of the nearest nerve's centreline closest to the
+    probe's active part, so the nerve is in the picture whether it runs along the needle or across it;
+    where the nerve meets the axis itself, the plane contains the nerve's direction there instead. Without
+    a nerve (or with one along the axis), the plane contains the direction to the skin, as a depth view
+    does; failing that, the mesh's widest direction across the axis. The slice is drawn skin up when the
+    skin is known, the needle's handle to the right.
     """
     origin, axis, axis_reason = probe_axis(vr)
     axis = _unit(axis)
     skin = skin_direction(vr, origin)
-    second, second_reason = _nerve_direction(vr, origin, axis)
+    second, second_reason = _towards_nerve(vr, origin, axis)
     if second is None and skin is not None and np.linalg.norm(np.cross(skin, axis)) > np.sin(np.radians(10)):
         second, second_reason = skin, "the direction to the skin"
     if second is None:
@@ -194,17 +185,40 @@ def ultrasound_plane(vr: VizResult) -> Plane:
                  f"contains {axis_reason} and {second_reason}")
 
 
-def _nerve_direction(vr: VizResult, point: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray | None, str]:
+def _towards_nerve(vr: VizResult, origin: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """A direction that, with the probe axis, spans a plane through the nearest nerve (see ultrasound_plane)."""
+    pose = next((vr.probe_pose(n) for n in vr.result.probes if vr.probe_pose(n) is not None), None)
+    active = np.array([origin, origin + axis * (pose.active_length if pose is not None else 0.0)])
     best = None
     for name, line in nerve_centrelines(vr).items():
         if len(line) < 2:
             continue
-        dist, tangent = _nearest_on_polyline(line, point)
+        point, tangent, dist = _closest_between(line, active)
         if best is None or dist < best[0]:
-            best = (dist, tangent, name)
-    if best is None or np.linalg.norm(np.cross(best[1], axis)) < np.sin(np.radians(MIN_PLANE_ANGLE_DEG)):
+            best = (dist, point, tangent, name)
+    if best is None:
         return None, ""
-    return best[1], f"the direction of {best[2]} near the tip"
+    _, point, tangent, name = best
+    offset = (point - origin) - ((point - origin) @ axis) * axis
+    scale = float(np.ptp(vr.points, axis=0).max())
+    if np.linalg.norm(offset) > 1e-3 * scale:
+        return offset, f"the nearest point of {name}"
+    if np.linalg.norm(np.cross(tangent, axis)) > np.sin(np.radians(MIN_PLANE_ANGLE_DEG)):
+        return tangent, f"the direction of {name} where it meets the axis"
+    return None, ""
+
+
+def _closest_between(line: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The point of a polyline closest to a segment (sampled finely), the polyline's tangent there, the distance."""
+    samples = segment[0] + np.linspace(0.0, 1.0, 41)[:, None] * (segment[1] - segment[0])
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    rel = samples[:, None, :] - a[None]
+    t = np.clip(np.einsum("ijk,jk->ij", rel, ab) / np.maximum(np.einsum("jk,jk->j", ab, ab), 1e-30), 0.0, 1.0)
+    foot = a[None] + t[..., None] * ab[None]
+    dist = np.linalg.norm(foot - samples[:, None, :], axis=2)
+    i, j = np.unravel_index(int(np.argmin(dist)), dist.shape)
+    return foot[i, j], _unit(ab[j]), float(dist[i, j])
 
 
 @dataclass(frozen=True)
@@ -291,74 +305,78 @@ def cut_triangles(points: np.ndarray, triangles: np.ndarray, plane: Plane) -> np
     return np.array(segments).reshape(-1, 2, 2)
 
 
-class PointSampler:
-    """Linear interpolation of nodal fields at fixed points (NaN outside the mesh).
+@dataclass(frozen=True)
+class Lengths:
+    """Length (m) of a nerve at or below a temperature: where any part of its cross-section is (the extent
+    of the lesion) and where the whole cross-section is (a complete lesion)."""
 
-    Each point is located in one of the tetrahedra whose centroids are nearest to it, by its
-    barycentric coordinates. Only tetrahedra that can reach the points' bounding box are searched.
-    """
-
-    def __init__(self, points: np.ndarray, tets: np.ndarray, where: np.ndarray, candidates: int = 32):
-        self.tets = tets
-        where = np.atleast_2d(np.asarray(where, float))
-        centre = centroids(points, tets)
-        reach = np.max([np.linalg.norm(points[tets[:, k]] - centre, axis=1) for k in range(4)], axis=0)[:, None]
-        near_box = np.flatnonzero(np.all((centre >= where.min(axis=0) - reach) & (centre <= where.max(axis=0) + reach),
-                                         axis=1))
-        if len(near_box) == 0:
-            near_box = np.arange(len(tets))  # no tetrahedron comes near: every point will be outside
-        _, near = cKDTree(centre[near_box]).query(where, k=min(candidates, len(near_box)))
-        near = near_box[near.reshape(len(where), -1)]
-        corners = points[tets[near]]  # (n, k, 4, 3)
-        m = np.swapaxes(corners[:, :, 1:] - corners[:, :, :1], -1, -2)
-        lam = np.linalg.solve(m, (where[:, None, :] - corners[:, :, 0])[..., None])[..., 0]
-        bary = np.concatenate([1.0 - lam.sum(axis=-1, keepdims=True), lam], axis=-1)
-        inside = bary.min(axis=-1) >= -1e-9
-        first = np.argmax(inside, axis=1)
-        rows = np.arange(len(where))
-        self.cell = np.where(inside[rows, first], near[rows, first], -1)
-        self.bary = bary[rows, first]
-
-    @property
-    def found(self) -> np.ndarray:
-        return self.cell >= 0
-
-    def __call__(self, nodal: np.ndarray) -> np.ndarray:
-        out = np.einsum("ij,ij->i", nodal[self.tets[np.maximum(self.cell, 0)]], self.bary)
-        return np.where(self.found, out, np.nan)
+    any_part: float
+    whole: float
 
 
 class NerveLength:
-    """Length of each nerve's centreline at or below a temperature, for any snapshot.
+    """Lengths along each nerve at or below a temperature, for any snapshot.
 
-    The centreline is resampled every ``step`` metres and the field is interpolated there; the length is
-    that of the resampled pieces whose midpoint is at or below the level (pieces outside the mesh do not count).
+    Each tetrahedron of a nerve covers the interval of arc length (along the nerve's centreline) between
+    its nodes' positions. A linear field is extreme at the nodes, so a tetrahedron is partly at or below
+    the level when its coldest node is, and wholly when its warmest node is. The length where some part of
+    the nerve is that cold is the union of the partly cold tetrahedra's intervals; the length where all of
+    it is, the nerve's covered length less the union of the intervals of tetrahedra that are not wholly
+    cold. Both are exact to within the length of an element at each end of the lesion.
     """
 
-    def __init__(self, vr: VizResult, step: float = 5e-5):
-        self.samplers: dict[str, tuple[PointSampler, np.ndarray]] = {}
-        for name, line in nerve_centrelines(vr).items():
-            if len(line) < 2:
+    def __init__(self, vr: VizResult):
+        self.nerves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
+        lines = nerve_centrelines(vr)
+        for r in vr.regions_with("nerve"):
+            name = vr.result.region_names[r]
+            tets = vr.tets[vr.result.region_id == r]
+            if len(tets) == 0 or len(lines.get(name, [])) < 2:
                 continue
-            mids, lengths = _resample(line, step)
-            self.samplers[name] = (PointSampler(vr.points, vr.tets, mids), lengths)
+            nodes, local = np.unique(tets, return_inverse=True)
+            s = arc_position(lines[name], vr.points[nodes])[local.reshape(tets.shape)]
+            lo, hi = s.min(axis=1), s.max(axis=1)
+            self.nerves[name] = (tets, lo, hi, union_length(lo, hi))
 
-    def __call__(self, temperature: np.ndarray, level: float) -> dict[str, float]:
-        """Length (m) below ``level`` per nerve."""
+    def __call__(self, temperature: np.ndarray, level: float) -> dict[str, Lengths]:
         out = {}
-        for name, (sampler, lengths) in self.samplers.items():
-            values = sampler(temperature)
-            out[name] = float(lengths[np.nan_to_num(values, nan=np.inf) <= level].sum())
+        for name, (tets, lo, hi, covered) in self.nerves.items():
+            values = temperature[tets]
+            part = values.min(axis=1) <= level
+            warm = values.max(axis=1) > level
+            out[name] = Lengths(union_length(lo[part], hi[part]), covered - union_length(lo[warm], hi[warm]))
         return out
 
 
-def _resample(line: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Midpoints and lengths of pieces no longer than ``step`` covering the polyline."""
-    mids, lengths = [], []
-    for a, b in pairwise(line):
-        length = float(np.linalg.norm(b - a))
-        n = max(1, int(np.ceil(length / step)))
-        s = (np.arange(n) + 0.5) / n
-        mids.append(a + s[:, None] * (b - a))
-        lengths.append(np.full(n, length / n))
-    return np.concatenate(mids), np.concatenate(lengths)
+def arc_position(line: np.ndarray, points: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Arc length (m) along a polyline of each point's nearest point on it."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    length2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-30)
+    start = np.concatenate([[0.0], np.cumsum(np.sqrt(length2))[:-1]])
+    out = np.empty(len(points))
+    for i in range(0, len(points), chunk):
+        rel = points[i:i + chunk, None, :] - a[None]
+        t = np.clip(np.einsum("ijk,jk->ij", rel, ab) / length2, 0.0, 1.0)
+        dist2 = np.sum((rel - t[..., None] * ab[None]) ** 2, axis=2)
+        j = np.argmin(dist2, axis=1)
+        out[i:i + chunk] = start[j] + t[np.arange(len(j)), j] * np.sqrt(length2[j])
+    return out
+
+
+def union_length(lo: np.ndarray, hi: np.ndarray) -> float:
+    """Total length of the union of intervals ``[lo, hi]``.
+
+    Examples
+    --------
+    >>> union_length(np.array([0.0, 1.0, 5.0]), np.array([2.0, 3.0, 6.0]))
+    4.0
+    """
+    if len(lo) == 0:
+        return 0.0
+    order = np.argsort(lo)
+    lo, hi = lo[order], hi[order]
+    reach = np.maximum.accumulate(hi)
+    starts = np.flatnonzero(np.concatenate([[True], lo[1:] > reach[:-1]]))
+    ends = np.concatenate([starts[1:], [len(lo)]]) - 1
+    return float(np.sum(reach[ends] - lo[starts]))

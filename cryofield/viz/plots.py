@@ -29,11 +29,12 @@ PANELS = ("Ice volume", "Probe temperature", "Nerve minimum temperature", "Nerve
 
 
 def nerve_lengths(vr: VizResult, measure: NerveLength, level: float = NERVE_INJURY_C) -> dict[str, np.ndarray]:
-    """Length (m) of each nerve's centreline at or below ``level`` at every snapshot."""
-    series = {name: np.zeros(len(vr.snapshot_times)) for name in measure.samplers}
+    """Length (m) of each nerve at or below ``level`` at every snapshot: (S, 2) columns any part of the
+    cross-section, whole cross-section (see :class:`cryofield.viz.geometry.NerveLength`)."""
+    series = {name: np.zeros((len(vr.snapshot_times), 2)) for name in measure.nerves}
     for i in range(len(vr.snapshot_times)):
-        for name, length in measure(vr.temperature(i), level).items():
-            series[name][i] = length
+        for name, lengths in measure(vr.temperature(i), level).items():
+            series[name][i] = lengths.any_part, lengths.whole
     return series
 
 
@@ -135,10 +136,18 @@ def _nerve_length(ax, vr: VizResult, measure: NerveLength) -> None:
     if not series:
         _missing(ax, "nerve region")
         return
+    never = [name for name, length in series.items() if not length.any()]
+    if never:
+        ax.text(0.99, 0.97, f"never at ≤ −20 °C: {', '.join(never)}", transform=ax.transAxes, ha="right", va="top",
+                color="0.35", fontsize="small")
     for name, length in series.items():
-        ax.plot(vr.snapshot_times, length * MM, marker="o", label=name)
-    ax.axhline(MIN_LESION_MM, color="0.3", ls="--", lw=_thin(), label="4 mm: durable block")
-    ax.set_ylabel("mm of centreline")
+        if name in never:
+            continue
+        (line,) = ax.plot(vr.snapshot_times, length[:, 0] * MM, marker="o", label=f"{name}: any part")
+        ax.plot(vr.snapshot_times, length[:, 1] * MM, marker="o", ls="--", color=line.get_color(),
+                label=f"{name}: whole cross-section")
+    ax.axhline(MIN_LESION_MM, color="0.3", ls=":", lw=_thin(), label="4 mm: durable block")
+    ax.set_ylabel("mm along the nerve")
     ax.set_ylim(bottom=0.0)
 
 
@@ -160,6 +169,7 @@ def _skin(ax, vr: VizResult, t: np.ndarray) -> None:
 
 def _regions(ax, vr: VizResult, t: np.ndarray) -> None:
     minimum = vr.result.metrics["region_min_temperature"]
+    colours = matplotlib.colormaps["tab10"] if len(vr.result.region_names) <= 10 else matplotlib.colormaps["tab20"]
     for r, name in enumerate(vr.result.region_names):
-        ax.plot(t, minimum[:, r], color=STYLES[vr.roles[r]].colour, label=name)
+        ax.plot(t, minimum[:, r], color=colours(r % colours.N), label=name)
     ax.set_ylabel("°C")

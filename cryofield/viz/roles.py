@@ -45,7 +45,7 @@ STYLES: dict[str, RoleStyle] = {
     "skin": RoleStyle("#d9a184", 0.16, "skin"),
     "fat": RoleStyle("#efd58a", 0.10, "fat"),
     "muscle": RoleStyle("#b4544c", 0.16, "muscle"),
-    "bone": RoleStyle("#e6dfc8", 0.45, "bone"),
+    "bone": RoleStyle("#e6dfc8", 0.3, "bone"),
     "tissue": RoleStyle("#c0a29f", 0.14, "tissue"),
     "nerve": RoleStyle("#f2c200", 1.0, "nerve"),
     "artery": RoleStyle("#c8102e", 1.0, "artery"),

@@ -4,7 +4,7 @@ The ice is drawn as closed bodies, one per isotherm: the part of the mesh at or 
 exactly from the P1 field. Its surface is the isotherm plus, where the ice reaches them, the mesh's
 boundaries (skin, symmetry planes, the sides of the view box), so the ice colour covers every point the
 solution says is frozen. The view is a cutaway box around the ice of the whole run, seen in parallel
-projection (so one scale bar is true everywhere) from in front of the ultrasound plane.
+projection (so one scale bar is true everywhere), skin up, the needle from the side.
 
 VTK draws the scene; matplotlib adds the title, legend, scale bar and nerve summary, so the 3D view,
 the slice and the plots share fonts and symbols.
@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from .data import VizResult
-from .geometry import NerveLength, Plane, centroids, ultrasound_plane, unique_rows
+from .geometry import NerveLength, Plane, centroids, probe_axis, skin_direction, ultrasound_plane, unique_rows
 from .headless import ensure_render_context
 from .roles import PROBE_COLOUR, SHAFT_COLOUR, STRUCTURES, STYLES, isotherm_colours, level_label, size_scale
 
@@ -88,11 +88,20 @@ class Scene3D:
         self._place_camera()
 
     def _roi_grid(self, pv):
-        """The cells whose centroid lies in the region of interest, in mm, with their region index."""
+        """The tetrahedra that reach into the view box (each within its own size of it), in mm.
+
+        Surfaces drawn from them are then clipped exactly to the box, so the cutaway has straight edges.
+        """
         vr = self.vr
         centre = centroids(vr.points, vr.tets)
-        self.inside = np.all((centre >= self.lo) & (centre <= self.hi), axis=1)
+        reach = np.max([np.linalg.norm(vr.points[vr.tets[:, k]] - centre, axis=1) for k in range(4)], axis=0)
+        self.inside = np.all((centre >= self.lo - reach[:, None]) & (centre <= self.hi + reach[:, None]), axis=1)
         return pv.UnstructuredGrid({pv.CellType.TETRA: vr.tets[self.inside]}, vr.points * MM)
+
+    @property
+    def bounds_mm(self) -> tuple[float, ...]:
+        """The view box (mm) as VTK bounds."""
+        return tuple(np.column_stack([self.lo * MM, self.hi * MM]).ravel())
 
     def _add_tissue(self, pv) -> None:
         """Each region's visible faces, every face drawn once so coincident faces do not flicker."""
@@ -101,7 +110,10 @@ class Scene3D:
             role = vr.roles[r]
             style = STYLES[role]
             opaque = role in STRUCTURES
-            surface = pv.PolyData(vr.points * MM, np.hstack([np.full((len(faces), 1), 3), faces]).ravel()).clean()
+            surface = pv.PolyData(vr.points * MM, np.hstack([np.full((len(faces), 1), 3), faces]).ravel())
+            surface = surface.clean().clip_box(self.bounds_mm, invert=False)
+            if surface.n_cells == 0:
+                continue
             self.plotter.add_mesh(surface, color=style.colour, opacity=style.opacity, smooth_shading=opaque,
                                   split_sharp_edges=opaque, specular=0.3 if opaque else 0.0, render=False)
 
@@ -129,14 +141,9 @@ class Scene3D:
         self.plotter.add_mesh(shaft, color=SHAFT_COLOUR, smooth_shading=True, specular=0.6, render=False)
 
     def _place_camera(self) -> None:
-        """Look at the ultrasound plane from its front, turned 30° and raised 20° to show depth, framing the
-        view box tightly (parallel projection: the frame is the box's extent across the line of sight)."""
-        p = self.plane
-        turn, rise = np.radians(30.0), np.radians(20.0)
-        side = np.cos(turn) * p.normal + np.sin(turn) * p.e_u
-        towards_camera = np.cos(rise) * side + np.sin(rise) * p.e_v
-        up = p.e_v - (p.e_v @ towards_camera) * towards_camera
-        up /= np.linalg.norm(up)
+        """Frame the view box tightly in parallel projection (the frame is its extent across the line of
+        sight), looking along :meth:`_view_direction`."""
+        towards_camera, up = self._view_direction()
         right = np.cross(up, towards_camera)
         corners = np.array(np.meshgrid(*zip(self.lo, self.hi), indexing="ij")).reshape(3, -1).T * MM
         across = np.column_stack([corners @ right, corners @ up])
@@ -154,6 +161,39 @@ class Scene3D:
         camera.parallel_scale = 1.06 * max((high - low)[1] / 2, (high - low)[0] / 2 / aspect)
         camera.clipping_range = (0.5 * extent, 8.0 * extent)
 
+    def _view_direction(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors towards the camera and up: the skin up (else the slice's up), the needle seen from the
+        side, from where the probe is in front of the nerve, turned 20° and raised 25° to show depth."""
+        p = self.plane
+        up = skin_direction(self.vr, p.origin)
+        up = p.e_v if up is None else up
+        axis = probe_axis(self.vr)[1]
+        needle = axis - (axis @ up) * up
+        side = np.cross(up, needle) if np.linalg.norm(needle) > 0.3 else p.normal - (p.normal @ up) * up
+        side /= np.linalg.norm(side)
+        if not self._probe_in_front_of_nerve(side):
+            side = -side
+        along = np.cross(side, up)
+        turn, rise = np.radians(20.0), np.radians(25.0)
+        towards_camera = np.cos(rise) * (np.cos(turn) * side + np.sin(turn) * along) + np.sin(rise) * up
+        up = up - (up @ towards_camera) * towards_camera
+        return towards_camera, up / np.linalg.norm(up)
+
+    def _probe_in_front_of_nerve(self, direction: np.ndarray) -> bool:
+        """Whether, seen from ``direction``, the probe is nearer than the nerves: then the ice ball is seen
+        against the nerve rather than hidden behind it."""
+        vr = self.vr
+        nerves = [vr.region_nodes[r] for r in vr.regions_with("nerve")]
+        probes = [np.unique(t) for t in vr.probe_surfaces.values()]
+        if not nerves or not probes:
+            return True
+        near = np.concatenate(nerves)
+        near = near[np.all((vr.points[near] >= self.lo) & (vr.points[near] <= self.hi), axis=1)]
+        if len(near) == 0:
+            return True
+        probe_depth = vr.points[np.concatenate(probes)].mean(axis=0) @ direction
+        return bool(probe_depth >= vr.points[near].mean(axis=0) @ direction)
+
     @property
     def pixels_per_mm(self) -> float:
         """Picture pixels per millimetre in any plane facing the camera (parallel projection)."""
@@ -168,7 +208,8 @@ class Scene3D:
             self.plotter.remove_actor(name, render=False)  # every render is costly on software OpenGL
             if body.n_cells == 0:
                 continue
-            self.plotter.add_mesh(body.extract_surface(algorithm=None), color=self.colours[level], name=name,
+            surface = body.extract_surface(algorithm=None).clip_box(self.bounds_mm, invert=False)
+            self.plotter.add_mesh(surface, color=self.colours[level], name=name,
                                   opacity=ICE_OPACITY[min(k, len(ICE_OPACITY) - 1)], smooth_shading=True,
                                   split_sharp_edges=True, render=False)
 
@@ -235,7 +276,7 @@ def scene_figure(scene: Scene3D, index: int, nerve_length: NerveLength | None = 
             va="top", fontsize=9 * f, color="0.35")
     ax.legend(handles=legend_handles(vr, scene.colours, f), loc="upper right", fontsize=9 * f, framealpha=0.9)
     _add_scale_bar(ax, scene.pixels_per_mm, width, height, f)
-    summary = nerve_summary(vr, vr.temperature(index), nerve_length or NerveLength(vr))
+    summary = nerve_summary(vr, vr.temperature(index), nerve_length or NerveLength(vr), (scene.lo, scene.hi))
     if summary:
         ax.text(0.985, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=9 * f,
                 bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.85, "linewidth": 0.8 * f})
@@ -260,14 +301,20 @@ def _add_scale_bar(ax, pixels_per_mm: float, width: int, height: int, scale: flo
             fontsize=10 * scale)
 
 
-def nerve_summary(vr: VizResult, T: np.ndarray, nerve_length: NerveLength) -> str:
-    """One line per nerve: its minimum temperature and the length of it at or below −20 °C."""
+def nerve_summary(vr: VizResult, T: np.ndarray, nerve_length: NerveLength, box=None) -> str:
+    """One line per nerve (those with a node in ``box``, a (low, high) pair in m, when given): its minimum
+    temperature and its length at or below −20 °C, in part of its cross-section and in all of it."""
     lengths = nerve_length(T, -20.0)
     lines = []
     for r in vr.regions_with("nerve"):
+        nodes = vr.region_nodes[r]
+        if box is not None and not np.any(np.all((vr.points[nodes] >= box[0]) & (vr.points[nodes] <= box[1]),
+                                                  axis=1)):
+            continue
         name = vr.result.region_names[r]
-        line = f"{name}: min {T[vr.region_nodes[r]].min():.1f} °C".replace("-", "−")
+        line = f"{name}: min {T[nodes].min():.1f} °C".replace("-", "−")
         if name in lengths:
-            line += f", {lengths[name] * MM:.1f} mm of centreline at ≤ −20 °C"
+            line += (f"; ≤ −20 °C over {lengths[name].any_part * MM:.1f} mm "
+                     f"(whole cross-section {lengths[name].whole * MM:.1f} mm)")
         lines.append(line)
     return "\n".join(lines)
