@@ -106,6 +106,7 @@ class Scene3D:
     def _add_tissue(self, pv) -> None:
         """Each region's visible faces, every face drawn once so coincident faces do not flicker."""
         vr = self.vr
+        self.roles_shown: list[str] = []
         for r, faces in region_faces(vr.tets[self.inside], vr.result.region_id[self.inside], vr.roles).items():
             role = vr.roles[r]
             style = STYLES[role]
@@ -114,6 +115,8 @@ class Scene3D:
             surface = surface.clean().clip_box(self.bounds_mm, invert=False)
             if surface.n_cells == 0:
                 continue
+            if role not in self.roles_shown:
+                self.roles_shown.append(role)
             self.plotter.add_mesh(surface, color=style.colour, opacity=style.opacity, smooth_shading=opaque,
                                   split_sharp_edges=opaque, specular=0.3 if opaque else 0.0, render=False)
 
@@ -274,7 +277,8 @@ def scene_figure(scene: Scene3D, index: int, nerve_length: NerveLength | None = 
     ax.text(0.015, 0.985, f"{vr.name}: {vr.describe_time(index)}", transform=ax.transAxes, va="top", fontsize=13 * f)
     ax.text(0.015, 0.94, "3D view; the ice at or below each isotherm is drawn as a solid", transform=ax.transAxes,
             va="top", fontsize=9 * f, color="0.35")
-    ax.legend(handles=legend_handles(vr, scene.colours, f), loc="upper right", fontsize=9 * f, framealpha=0.9)
+    ax.legend(handles=legend_handles(scene.roles_shown, vr.levels, scene.colours, f), loc="upper right",
+              fontsize=9 * f, framealpha=0.9)
     _add_scale_bar(ax, scene.pixels_per_mm, width, height, f)
     summary = nerve_summary(vr, vr.temperature(index), nerve_length or NerveLength(vr), (scene.lo, scene.hi))
     if summary:
@@ -283,13 +287,12 @@ def scene_figure(scene: Scene3D, index: int, nerve_length: NerveLength | None = 
     return fig
 
 
-def legend_handles(vr: VizResult, colours: dict[float, tuple], scale: float = 1.0) -> list:
-    """Legend entries: each tissue role present, the probe, and the isotherms."""
-    roles = list(dict.fromkeys(vr.roles))
+def legend_handles(roles: list[str], levels: list[float], colours: dict[float, tuple], scale: float = 1.0) -> list:
+    """Legend entries: each tissue role in view, the probe, and the isotherms."""
     handles = [Patch(facecolor=STYLES[r].colour, alpha=1.0 if r in STRUCTURES else 0.45, edgecolor="0.4",
                      label=STYLES[r].label) for r in roles]
     handles.append(Line2D([], [], color=PROBE_COLOUR, lw=4 * scale, label="cryoprobe"))
-    handles += [Patch(facecolor=colours[level], edgecolor="0.3", label=level_label(level)) for level in vr.levels]
+    handles += [Patch(facecolor=colours[level], edgecolor="0.3", label=level_label(level)) for level in levels]
     return handles
 
 
