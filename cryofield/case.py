@@ -28,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -36,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .errors import InputError
 from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
+from .mesh.phantom import TISSUE_OF, PhantomSpec
+from .mesh.placement import ProbePlacement
 
 ABSOLUTE_ZERO_C = -273.15
 
@@ -78,10 +81,15 @@ Generator = Annotated[Union[SlabGenerator, SphereShellGenerator], Field(discrimi
 
 
 class MeshSpec(Strict):
-    """Where the mesh comes from and how its tags are named."""
+    """Where the mesh comes from and how its tags are named.
+
+    ``phantom``: the occipital phantom (:mod:`cryofield.mesh.phantom`), generated with the case's
+    probe placements carved out and cached; its lengths are millimetres.
+    """
 
     file: str | None = None
     generate: Generator | None = None
+    phantom: PhantomSpec | None = None
     units: Literal["mm", "m"] = "mm"
     regions: dict[str, int] | None = None
     surfaces: dict[str, int] | None = None
@@ -89,8 +97,10 @@ class MeshSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.file is None) == (self.generate is None):
-            raise ValueError("give exactly one of 'file' or 'generate'")
+        if sum(x is not None for x in (self.file, self.generate, self.phantom)) != 1:
+            raise ValueError("give exactly one of 'file', 'generate' or 'phantom'")
+        if self.phantom is not None and self.units != "mm":
+            raise ValueError("the phantom is specified in millimetres: use units: mm")
         return self
 
 
@@ -165,13 +175,30 @@ class ProbeSpec(Strict):
     """A cryoprobe: a tagged surface of the mesh driven by the protocol.
 
     ``fixed``: the surface is held at the phase temperature. ``convective``: the surface exchanges heat
-    with the cryogen, ``-k dT/dn = h (T - T_phase)``.
+    with the cryogen, ``-k dT/dn = h (T - T_phase)``. With a phantom mesh, ``placement`` (gauge,
+    active length and pose, :mod:`cryofield.mesh.placement`) embeds the needle in the mesh; its
+    surface is then ``NAME_active`` (and its insulated shaft ``NAME_shaft``).
     """
 
     name: str
-    surface: str
+    surface: str | None = None
+    placement: ProbePlacement | None = None
     model: Literal["fixed", "convective"] = "fixed"
     heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] = 3000.0
+
+    @model_validator(mode="after")
+    def _surface(self):
+        if self.placement is None and self.surface is None:
+            raise ValueError("give the probe's 'surface' (a tagged surface of the mesh) or its 'placement'")
+        if self.placement is not None:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name):
+                raise ValueError("a placed probe's name becomes a surface name: use letters, digits and '_'")
+            active = f"{self.name}_active"
+            if self.surface not in (None, active):
+                raise ValueError(f"a placed probe's surface is '{active}'; remove 'surface'")
+            if self.surface is None:
+                self.surface = active
+        return self
 
 
 PhaseKind = Literal["freeze", "passive_thaw", "active_thaw", "hold"]
@@ -292,7 +319,7 @@ class Case(Strict):
     name: str = "case"
     description: str = ""
     mesh: MeshSpec
-    tissues: dict[str, TissueSpec]
+    tissues: dict[str, TissueSpec] = Field(default_factory=dict)
     blood: BloodSpec = BloodSpec()
     probes: list[ProbeSpec] = []
     protocol: list[PhaseSpec] = []
@@ -315,6 +342,11 @@ class Case(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self):
+        if self.mesh.phantom is None and any(p.placement is not None for p in self.probes):
+            raise ValueError("probe placements need mesh.phantom (other meshes carry their probes as tagged surfaces)")
+        if self.mesh.phantom is not None:
+            for region, library in TISSUE_OF.items():  # the phantom's regions default to their library tissue
+                self.tissues.setdefault(region, TissueSpec(library=library))
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
             raise ValueError("probe names must be unique")

@@ -18,7 +18,7 @@ from .errors import InputError
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Modules that add command groups: each has ``register(subparsers)`` adding parsers with a ``func``.
-COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.bench"]
+COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.bench", "cryofield.mesh.commands"]
 
 
 def _parser() -> argparse.ArgumentParser:

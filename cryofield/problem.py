@@ -25,8 +25,11 @@ from .errors import InputError
 from .materials import Material, MaterialTables, build_tables, maximum_conductivity, minimum_capacity
 from .mesh import Mesh, read_mesh
 from .mesh import generators
+from .mesh.anatomy import AnatomyError
 from .mesh.checks import check_mesh
 from .mesh.io import UNIT_SCALE
+from .mesh.phantom import phantom_mesh
+from .mesh.placement import Placement
 
 
 @dataclass
@@ -152,6 +155,8 @@ def load_mesh(case: Case) -> Mesh:
         if spec.regions is not None or spec.surfaces is not None:
             raise InputError("a generated mesh names its own regions and surfaces; remove regions/surfaces",
                              source=case.source, key="mesh")
+    elif spec.phantom is not None:
+        mesh = _phantom(case)
     else:
         path = case.resolve(spec.file)
         try:
@@ -160,6 +165,24 @@ def load_mesh(case: Case) -> Mesh:
             exc.source = exc.source or case.source
             raise
     return check_mesh(mesh, spec.units)
+
+
+def _phantom(case: Case) -> Mesh:
+    """The case's occipital phantom with its placed probes (generated once, then from the cache)."""
+    spec = case.mesh
+    if spec.regions is not None or spec.surfaces is not None:
+        raise InputError("the phantom names its own regions and surfaces; remove regions/surfaces",
+                         source=case.source, key="mesh")
+    placements = {p.name: p.placement for p in case.probes if p.placement is not None}
+    try:
+        mesh, _ = phantom_mesh(spec.phantom, placements)
+    except Placement as exc:
+        index = next(i for i, p in enumerate(case.probes) if p.name == exc.probe)
+        raise InputError(f"probe '{exc.probe}' cannot be placed: {exc}", source=case.source,
+                         key=f"probes.{index}.placement") from exc
+    except AnatomyError as exc:
+        raise InputError(str(exc), source=case.source, key="mesh.phantom.anatomy") from exc
+    return mesh
 
 
 def build_problem(case: Case, mesh: Mesh) -> Problem:

@@ -18,7 +18,27 @@ def print_summary(report) -> None:
     for name, r in s["regions"].items():
         vols = "".join(f"{r['max_volume_below_mm3'][lvl]:>14.1f}" for lvl in levels)
         print(f"{name:<22}{r['min_temperature_C']:>10.1f}{vols}")
+    if "clinical" in s:
+        print_clinical(s["clinical"])
     for note in report.notes:
         print(f"note: {note}")
     for kind, path in report.paths.items():
         print(f"{kind}: {path}")
+
+
+def print_clinical(c: dict) -> None:
+    """Nerve minimum temperature and lesion lengths, skin and vessel safety (see :mod:`cryofield.clinical`)."""
+    print("clinical (minimum over the run; lesion length along the nerve: whole cross-section / any part):")
+    for name, n in c["nerves"].items():
+        lengths = "   ".join(f"<={lvl} C: {v['whole_section_mm']:.1f} / {v['any_part_mm']:.1f} mm"
+                               for lvl, v in n["lesion_length"].items())
+        block = "yes" if n["durable_block"] else "no"
+        print(f"  nerve {name:<8} min {n['min_temperature_C']:7.1f} C   {lengths}   "
+              f"durable block (>= {c['durable_block_mm']:g} mm at {c['thresholds_C'][0]:g} C): {block}")
+    if "skin" in c:
+        print(f"  skin           min {c['skin']['min_temperature_C']:7.1f} C   "
+              f"{'FROZE' if c['skin']['froze'] else 'did not freeze'}")
+    for name, v in c["vessels"].items():
+        state = "FROZE" if v["froze"] else "did not freeze"
+        risk = ", thrombosis risk" if v["thrombosis_risk"] else ""
+        print(f"  vessel {name:<7} min {v['min_temperature_C']:7.1f} C   {state}{risk}")

@@ -13,6 +13,7 @@ import numpy as np
 from . import __version__
 from .backends import Backend, get_backend
 from .case import Case, case_to_yaml
+from .clinical import clinical_summary
 from .errors import InputError
 from .io.results import ResultWriter, result_paths
 from .io.xdmf import write_xdmf
@@ -262,7 +263,16 @@ class Run:
             "probes": {p.name: {"min_temperature_C": float(np.min(np.array(rows["probe_temperature"])[:, i]))}
                        for i, p in enumerate(self.problem.probes)},
             "mesh_notes": list(self.problem.mesh.notes),
-        }
+        } | self._clinical()
+
+    def _clinical(self) -> dict:
+        """``{"clinical": ...}`` when the mesh metadata has nerve centrelines, else nothing."""
+        mesh, names = self.problem.mesh, self.problem.region_names
+        clinical = clinical_summary(mesh.points, mesh.tets, self.problem.elem_mat, names,
+                                    self.fields["min_temperature"], mesh.metadata,
+                                    {n: self.case.tissues[n].library for n in names},
+                                    {n: m.liquidus for n, m in zip(names, self.problem.materials)})
+        return {"clinical": clinical} if clinical else {}
 
 
 def run_case(case: Case, out_dir: str | Path, backend: str | None = None, progress: bool = True) -> RunReport:

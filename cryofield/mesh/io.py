@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import lzma
+import shutil
+import tempfile
 from pathlib import Path
 
 import meshio
@@ -14,6 +19,9 @@ from .core import Mesh
 TAG_ARRAYS = ("gmsh:physical", "medit:ref", "region", "regions", "tag", "CellEntityIds", "material")
 
 UNIT_SCALE = {"m": 1.0, "mm": 1e-3}
+
+#: Compressed mesh files (``head.msh.xz``) are read and written through these.
+COMPRESSORS = {".xz": lzma.open, ".gz": gzip.open}
 
 
 def read_mesh(
@@ -28,7 +36,8 @@ def read_mesh(
     Parameters
     ----------
     path
-        Any format meshio reads (Gmsh ``.msh``, Medit ``.mesh``, ``.vtu``, ...).
+        Any format meshio reads (Gmsh ``.msh``, Medit ``.mesh``, ``.vtu``, ...), possibly compressed
+        (``.msh.xz``, ``.msh.gz``).
     units
         ``"mm"`` or ``"m"``: the unit of the file's coordinates.
     regions, surfaces
@@ -39,13 +48,14 @@ def read_mesh(
     Returns
     -------
     Mesh
-        Coordinates converted to metres; tags as in the file (not yet checked, see :mod:`.checks`).
+        Coordinates converted to metres; tags as in the file (not yet checked, see :mod:`.checks`);
+        :attr:`Mesh.metadata` from the sidecar ``NAME.meta.json`` when there is one (see :func:`write_mesh`).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"mesh file not found: {path}", key="mesh.file")
     try:
-        raw = meshio.read(path)
+        raw = _read_raw(path)
     except Exception as exc:  # meshio raises many kinds of errors for unreadable files
         raise InputError(f"cannot read mesh: {exc}", source=str(path)) from exc
     array = _pick_tag_array(raw, tag_array, path)
@@ -62,8 +72,36 @@ def read_mesh(
     return Mesh(
         points=np.ascontiguousarray(raw.points[:, :3], dtype=float) * UNIT_SCALE[units],
         tets=tets, tet_tags=tet_tags, facets=facets, facet_tags=facet_tags,
-        regions=dict(regions), surfaces=dict(surfaces), source=str(path),
+        regions=dict(regions), surfaces=dict(surfaces), source=str(path), metadata=_read_metadata(path),
     )
+
+
+def _read_raw(path: Path) -> meshio.Mesh:
+    if path.suffix not in COMPRESSORS:
+        return meshio.read(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / path.stem  # meshio picks the format from the inner suffix
+        with COMPRESSORS[path.suffix](path, "rb") as src, open(plain, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return meshio.read(plain)
+
+
+def metadata_path(path: str | Path) -> Path:
+    """The metadata sidecar of a mesh file: ``head.msh`` (or ``head.msh.xz``) -> ``head.meta.json``."""
+    path = Path(path)
+    if path.suffix in COMPRESSORS:
+        path = path.with_suffix("")
+    return path.with_suffix(".meta.json")
+
+
+def _read_metadata(path: Path) -> dict:
+    sidecar = metadata_path(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the mesh metadata: {exc}", source=str(sidecar)) from exc
 
 
 def _pick_tag_array(raw: meshio.Mesh, wanted: str | None, path: Path) -> str:
@@ -95,9 +133,13 @@ def _cells_of(raw: meshio.Mesh, cell_type: str, array: str) -> tuple[np.ndarray,
 def write_mesh(mesh: Mesh, path: str | Path, units: str = "mm") -> None:
     """Write a mesh with its tags and names (Gmsh 2.2 ``.msh`` keeps both; other formats keep tags).
 
-    Coordinates are written in ``units``.
+    Coordinates are written in ``units``; a ``.xz`` or ``.gz`` suffix compresses the file. Non-empty :attr:`Mesh.metadata` (in metres, whatever
+    ``units``) goes to the sidecar ``NAME.meta.json``, which :func:`read_mesh` picks up.
     """
     path = Path(path)
+    if path.suffix in COMPRESSORS:
+        _write_compressed(mesh, path, units)
+        return
     field_data = {n: np.array([t, 3]) for n, t in mesh.regions.items()}
     field_data.update({n: np.array([t, 2]) for n, t in mesh.surfaces.items()})
     tags = [mesh.tet_tags.astype(np.int32), mesh.facet_tags.astype(np.int32)]
@@ -111,3 +153,15 @@ def write_mesh(mesh: Mesh, path: str | Path, units: str = "mm") -> None:
         meshio.write(path, out, file_format="gmsh22", binary=True)
     else:
         meshio.write(path, out)
+    if mesh.metadata:
+        metadata_path(path).write_text(json.dumps(mesh.metadata, indent=1))
+
+
+def _write_compressed(mesh: Mesh, path: Path, units: str) -> None:
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        plain = Path(tmp) / path.stem
+        write_mesh(mesh, plain, units)
+        with open(plain, "rb") as src, COMPRESSORS[path.suffix](path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if metadata_path(plain).is_file():
+            shutil.move(metadata_path(plain), metadata_path(path))

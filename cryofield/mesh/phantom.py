@@ -1,0 +1,372 @@
+"""The occipital phantom: a tetrahedral model of the posterior head and upper neck with embedded probes.
+
+Geometry and frame are described in :mod:`.anatomy`, probes in :mod:`.placement`. Gmsh (OpenCASCADE)
+builds the layers, sweeps the nerves and the artery as tubes, carves every probe out as a hole and
+fragments everything into one conformal model. Regions and surfaces (names as in :data:`REGIONS`,
+:data:`SURFACES`; each probe ``NAME`` adds the surfaces ``NAME_active`` and ``NAME_shaft``):
+
+* regions ``skin``, ``fat``, ``trapezius``, ``semispinalis``, ``bone``, ``gon``, ``ton``, ``lon``, ``artery``
+  (the artery region is the blood in the lumen);
+* surfaces ``skin_surface`` (the skin to room air), ``deep`` (the deep boundary: inner table of the
+  bone and deep neck), ``cut`` (the four sides where the model is cut out of the body), ``artery_wall``
+  (the lumen wall, an interior surface), and the probes' active and shaft surfaces (holes in the tissue).
+
+Element sizes grade from ``tip`` on the active surfaces through ``ice`` within ``ice_radius`` of them to
+``far``; nerves and the artery get ``diameter / vessel_divisions``, the skin layer at most ``skin``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import cache
+from .anatomy import Anatomy, PhantomGeometry
+from .core import Mesh
+from .generators import gmsh_session, mesh_from_gmsh
+from .placement import ProbePlacement, ProbePose, check_poses, resolve
+
+#: Bumped whenever a change to this package changes the mesh generated from the same parameters.
+GENERATOR_VERSION = "occipital-phantom-1"
+
+REGIONS = {"skin": 1, "fat": 2, "trapezius": 3, "semispinalis": 4, "bone": 5, "gon": 6, "ton": 7, "lon": 8,
+           "artery": 9}
+SURFACES = {"skin_surface": 11, "deep": 12, "cut": 13, "artery_wall": 14}
+#: Surface tags of probe ``i`` (0-based): active ``PROBE_TAG0 + 2 i``, shaft one more.
+PROBE_TAG0 = 101
+#: Built-in tissue library entry of each region, for cases and the clinical summary.
+TISSUE_OF = {"skin": "skin", "fat": "fat", "trapezius": "muscle", "semispinalis": "muscle", "bone": "bone",
+             "gon": "nerve", "ton": "nerve", "lon": "nerve", "artery": "blood"}
+
+Size = Annotated[float, Field(gt=0, le=50)]
+
+
+class MeshSizes(BaseModel):
+    """Element sizes (mm); any left out come from the preset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tip: Size | None = None
+    ice: Size | None = None
+    ice_radius: Size | None = None
+    vessel_divisions: Annotated[float, Field(ge=1, le=40)] | None = None
+    skin: Size | None = None
+    far: Size | None = None
+
+
+#: Size presets: coarse about 50 k nodes, medium about 300 k, fine about 1 M (with one probe).
+PRESETS: dict[str, dict[str, float]] = {
+    "coarse": dict(tip=0.25, ice=0.7, ice_radius=8.0, vessel_divisions=2.5, skin=3.0, far=6.0),
+    "medium": dict(tip=0.15, ice=0.35, ice_radius=10.0, vessel_divisions=5.0, skin=1.6, far=4.0),
+    "fine": dict(tip=0.1, ice=0.22, ice_radius=12.0, vessel_divisions=8.0, skin=1.0, far=3.0),
+}
+
+
+class PhantomSpec(BaseModel):
+    """Everything that shapes a phantom except its probes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["coarse", "medium", "fine"] = "coarse"
+    side: Literal["right", "left"] = "right"
+    anatomy: Anatomy = Anatomy()
+    sizes: MeshSizes = MeshSizes()
+
+    def resolved_sizes(self) -> dict[str, float]:
+        """The preset's sizes with the overrides applied."""
+        return PRESETS[self.preset] | self.sizes.model_dump(exclude_none=True)
+
+    def geometry(self) -> PhantomGeometry:
+        return PhantomGeometry(self.anatomy, self.side)
+
+
+def phantom_mesh(spec: PhantomSpec, placements: dict[str, ProbePlacement], use_cache: bool = True,
+                 threads: int = 0) -> tuple[Mesh, bool]:
+    """The phantom with these probes, from the cache when it was generated before.
+
+    Returns the mesh (metres, metadata filled in) and whether it came from the cache.
+
+    Raises
+    ------
+    ValueError
+        For anatomy parameters that make an impossible geometry.
+    Placement
+        For a probe that leaves the body or pierces a nerve, the artery, the bone or another probe.
+    """
+    geometry = spec.geometry()
+    geometry.check()
+    poses = [resolve(name, placement, geometry) for name, placement in placements.items()]
+    check_poses(poses, geometry)
+    name = f"phantom-{mesh_key(spec, poses)}"
+    mesh = cache.load(name) if use_cache else None
+    if mesh is not None:
+        return mesh, True
+    mesh = build_mesh(spec, poses, threads)
+    if use_cache:
+        mesh.source = str(cache.store(name, mesh))
+    return mesh, False
+
+
+def mesh_key(spec: PhantomSpec, poses: list[ProbePose]) -> str:
+    """Hash of everything that shapes the mesh: generator version, anatomy, side, sizes and probe poses."""
+    shape = {"generator": GENERATOR_VERSION, "side": spec.side, "anatomy": spec.anatomy.model_dump(mode="json"),
+             "sizes": spec.resolved_sizes(), "probes": [p.key() for p in poses]}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def build_mesh(spec: PhantomSpec, poses: list[ProbePose], threads: int = 0) -> Mesh:
+    """Generate the phantom with ``poses`` carved out (poses already checked, see :mod:`.placement`).
+
+    Returns a :class:`Mesh` in metres with :attr:`Mesh.metadata` filled in (see :func:`metadata`).
+    """
+    import gmsh
+
+    geometry = spec.geometry()
+    sizes = spec.resolved_sizes()
+    t0 = time.perf_counter()
+    with gmsh_session(threads):
+        _options(gmsh, threads)
+        pieces = _solids(gmsh.model.occ, geometry, poses)
+        gmsh.model.occ.synchronize()
+        volumes = _regions(gmsh, pieces)
+        _surfaces(gmsh, geometry, poses, volumes)
+        _size_fields(gmsh, geometry, poses, sizes)
+        gmsh.model.mesh.generate(3)
+        mesh = mesh_from_gmsh()
+    mesh.points *= 1e-3
+    mesh.source = f"occipital phantom ({spec.side}, {spec.preset})"
+    mesh.metadata = metadata(spec, poses)
+    mesh.metadata["phantom"]["generation_s"] = round(time.perf_counter() - t0, 2)
+    return mesh
+
+
+def metadata(spec: PhantomSpec, poses: list[ProbePose]) -> dict:
+    """Mesh metadata (metres): frame, phantom parameters and hash, probes, centrelines, diameters, landmarks."""
+    import gmsh
+
+    geometry = spec.geometry()
+    m = 1e-3
+    return {
+        "frame": "origin: skin over the external occipital protuberance; x: towards the patient's right; "
+                 "y: inferior; z: depth below the skin; metres",
+        "phantom": {"hash": mesh_key(spec, poses), "generator": GENERATOR_VERSION, "gmsh": gmsh.__version__,
+                    "side": spec.side, "preset": spec.preset, "anatomy_mm": spec.anatomy.model_dump(mode="json"),
+                    "sizes_mm": spec.resolved_sizes(), "tissues": TISSUE_OF},
+        "probes": {p.name: p.metadata(m) for p in poses},
+        "centerlines": {n: (geometry.clipped_samples(n, 0.5) * m).tolist() for n in geometry.courses},
+        "diameters": {n: 2 * c.radius * m for n, c in geometry.courses.items()},
+        "landmarks": {k: (v * m).tolist() for k, v in geometry.landmarks().items()},
+    }
+
+
+def _options(gmsh, threads: int) -> None:
+    for name, value in {
+        "Mesh.MeshSizeFromPoints": 0, "Mesh.MeshSizeFromCurvature": 0, "Mesh.MeshSizeExtendFromBoundary": 0,
+        "Mesh.Algorithm": 6, "Mesh.Algorithm3D": 10, "Mesh.Optimize": 1, "Geometry.OCCBooleanPreserveNumbering": 1,
+    }.items():
+        gmsh.option.setNumber(name, value)
+
+
+def _apply(operation, owned: list[tuple[str, tuple]], tools: list[tuple], **kwargs) -> list[tuple[str, tuple]]:
+    """Run an OCC boolean on owned solids and keep track of which region each resulting piece belongs to."""
+    objects = [dt for _, dt in owned]
+    _, children = operation(objects, tools, **kwargs)
+    return [(region, child) for (region, _), kids in zip(owned, children[:len(objects)]) for child in kids]
+
+
+def _solids(occ, g: PhantomGeometry, poses: list[ProbePose]) -> list[tuple[str, tuple]]:
+    """Layers, tubes and probe holes, fragmented into one conformal set of (region, (3, tag)) pieces.
+
+    Tubes overlap the layers until the final fragment splits them; :func:`_regions` then gives each
+    overlap to the tube. Probes are cut only from the pieces their bounding box meets (OCC booleans
+    against the swept tubes are the slow part).
+    """
+    (x0, x1), (y0, y1) = g.x_range, g.y_range
+    w, h, d = x1 - x0, y1 - y0, g.depth
+    bone = _bone(occ, g)
+    layers = [("skin", (3, occ.addBox(x0, y0, 0, w, h, g.z_skin))),
+              ("fat", (3, occ.addBox(x0, y0, g.z_skin, w, h, g.z_fat - g.z_skin))),
+              ("bone", bone)]
+    muscles = [("trapezius", (3, occ.addBox(x0, 0, g.z_fat, w, y1, g.z_trap - g.z_fat))),
+               ("semispinalis", (3, occ.addBox(x0, 0, g.z_trap, w, y1, d - g.z_trap)))]
+    pieces = layers + _apply(occ.cut, muscles, [bone], removeTool=False)
+    for name, course in g.courses.items():
+        box = occ.addBox(x0, y0, 0, w, h, d)
+        pieces += _apply(occ.intersect, [(name, _tube(occ, course))], [(3, box)])
+    for pose in poses:
+        tool = _probe_solid(occ, pose)
+        hit = [p for p in pieces if _boxes_meet(occ, p[1], tool)]
+        pieces = [p for p in pieces if p not in hit] + _apply(occ.cut, hit, [tool])
+    return _apply(occ.fragment, pieces, [])
+
+
+def _boxes_meet(occ, a: tuple[int, int], b: tuple[int, int]) -> bool:
+    ba, bb = np.array(occ.getBoundingBox(*a)), np.array(occ.getBoundingBox(*b))
+    return bool(np.all(ba[:3] <= bb[3:]) and np.all(bb[:3] <= ba[3:]))
+
+
+def _bone(occ, g: PhantomGeometry) -> tuple[int, int]:
+    """The occipital bone: its (y, z) profile in the plane x = x0, extruded across the model."""
+    x0, x1 = g.x_range
+    y0 = g.y_range[0]
+    yc, zc = g.bone_centre
+    p = [occ.addPoint(x0, y0, g.z_fat), occ.addPoint(x0, 0, g.z_fat), occ.addPoint(x0, g.bone_end, g.depth),
+         occ.addPoint(x0, y0, g.depth)]
+    centre = occ.addPoint(x0, yc, zc)
+    loop = occ.addCurveLoop([occ.addLine(p[0], p[1]), occ.addCircleArc(p[1], centre, p[2]),
+                             occ.addLine(p[2], p[3]), occ.addLine(p[3], p[0])])
+    face = occ.addPlaneSurface([loop])
+    occ.remove([(0, centre)])
+    out = occ.extrude([(2, face)], x1 - x0, 0, 0)
+    return next(dt for dt in out if dt[0] == 3)
+
+
+def _tube(occ, course) -> tuple[int, int]:
+    """A circular tube swept along the course's B-spline (the exact curve :class:`Course` evaluates)."""
+    poles = [occ.addPoint(*p) for p in course.poles]
+    knots, mult = np.unique(course.knots, return_counts=True)
+    curve = occ.addBSpline(poles, degree=3, knots=knots.tolist(), multiplicities=mult.tolist())
+    wire = occ.addWire([curve])
+    lo, _ = course.bounds
+    start, tangent = course.point(lo), course.tangent(lo)
+    circle = occ.addCircle(*start, course.radius, zAxis=tangent.tolist())
+    disk = occ.addPlaneSurface([occ.addCurveLoop([circle])])
+    out = occ.addPipe([(2, disk)], wire, "DiscreteTrihedron")
+    occ.remove([(2, disk)], recursive=True)
+    occ.remove([(1, wire), (1, curve)] + [(0, t) for t in poles])
+    return next(dt for dt in out if dt[0] == 3)
+
+
+def _probe_solid(occ, pose: ProbePose) -> tuple[int, int]:
+    """The needle as one solid of revolution whose faces split at the active/shaft junction.
+
+    Its half-profile (hemisphere arc, active line, shaft line through the skin, back to the axis) is
+    revolved about the axis, so the hole's faces are the tip, the active cylinder and the shaft.
+    """
+    c, u, r, L = pose.cap_centre, pose.axis, pose.radius, pose.active_length
+    beyond = pose.skin_distance + 2.0 * r / -u[2] + 1.0  # clear of the skin plane whatever the angle
+    n = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    n /= np.linalg.norm(n)
+    p = [occ.addPoint(*q) for q in (c - r * u, c + r * n, c + L * u + r * n, c + beyond * u + r * n, c + beyond * u)]
+    centre = occ.addPoint(*c)
+    loop = occ.addCurveLoop([occ.addCircleArc(p[0], centre, p[1]), occ.addLine(p[1], p[2]), occ.addLine(p[2], p[3]),
+                             occ.addLine(p[3], p[4]), occ.addLine(p[4], p[0])])
+    face = occ.addPlaneSurface([loop])
+    out = occ.revolve([(2, face)], *c, *u, 2 * np.pi)
+    occ.remove([(0, centre)])
+    return next(dt for dt in out if dt[0] == 3)
+
+
+def _regions(gmsh, pieces: list[tuple[str, tuple]]) -> dict[str, list[int]]:
+    """Physical volumes; a piece shared by a layer and a tube (their overlap) belongs to the tube."""
+    owner: dict[int, str] = {}
+    for region, (_, tag) in pieces:
+        if tag not in owner or TISSUE_OF[region] in ("nerve", "blood"):
+            owner[tag] = region
+    volumes: dict[str, list[int]] = {name: [] for name in REGIONS}
+    for tag, region in owner.items():
+        volumes[region].append(tag)
+    for name, tag in REGIONS.items():
+        gmsh.model.addPhysicalGroup(3, sorted(volumes[name]), tag, name=name)
+    return volumes
+
+
+def _surfaces(gmsh, g: PhantomGeometry, poses: list[ProbePose], volumes: dict[str, list[int]]) -> None:
+    """Tag the boundary: skin, deep, cut sides, the artery wall and each probe's active and shaft faces."""
+    model = gmsh.model
+    all_volumes = [(3, t) for tags in volumes.values() for t in tags]
+    boundary = [t for _, t in model.getBoundary(all_volumes, combined=True, oriented=False)]
+    faces: dict[str, list[int]] = {name: [] for name in SURFACES}
+    for p in poses:
+        faces[f"{p.name}_active"], faces[f"{p.name}_shaft"] = [], []
+    tol = 1e-3  # mm; OCC's bounding boxes are padded by its tolerances
+    (x0, x1), (y0, y1) = g.x_range, g.y_range
+    for tag in boundary:
+        bx0, by0, bz0, bx1, by1, bz1 = model.getBoundingBox(2, tag)
+        if bz1 < tol:
+            faces["skin_surface"].append(tag)
+        elif bz0 > g.depth - tol:
+            faces["deep"].append(tag)
+        elif bx1 < x0 + tol or bx0 > x1 - tol or by1 < y0 + tol or by0 > y1 - tol:
+            faces["cut"].append(tag)
+        else:
+            faces[_probe_face(model.occ.getCenterOfMass(2, tag), poses, tag)].append(tag)
+    artery = set(volumes["artery"])
+    for tag in {t for v in artery for _, t in model.getBoundary([(3, v)], oriented=False)}:
+        up, _ = model.getAdjacencies(2, tag)
+        if len(up) == 2 and len(artery.intersection(up)) == 1:
+            faces["artery_wall"].append(tag)
+    tags = SURFACES | {f"{p.name}_{part}": PROBE_TAG0 + 2 * i + k for i, p in enumerate(poses)
+                       for k, part in enumerate(("active", "shaft"))}
+    for name, tag in tags.items():
+        model.addPhysicalGroup(2, faces[name], tag, name=name)
+
+
+def _probe_face(centre_of_mass, poses: list[ProbePose], tag: int) -> str:
+    """Which probe surface a hole face belongs to: the one whose axis it surrounds, active up to the junction."""
+    com = np.array(centre_of_mass)
+    for pose in poses:
+        rel = com - pose.cap_centre
+        along = rel @ pose.axis
+        if np.linalg.norm(rel - along * pose.axis) <= pose.radius * (1 + 1e-6) and along > -pose.radius * 1.001:
+            return f"{pose.name}_{'active' if along < pose.active_length else 'shaft'}"
+    raise RuntimeError(f"boundary face {tag} at {com.round(3).tolist()} mm belongs to no probe or side of the model")
+
+
+def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[str, float]) -> None:
+    """Background size: the minimum of probe, vessel and skin refinements, capped at ``far``.
+
+    Distances are measured to the probes' axes and the vessels' centrelines, added as free curves that
+    belong to no volume (so they shape the sizes but not the mesh).
+    """
+    occ, field = gmsh.model.occ, gmsh.model.mesh.field
+    far = sizes["far"]
+    parts = []
+
+    def threshold(curves: list[int], size_min: float, size_max: float, dist_min: float, dist_max: float,
+                  sampling: int) -> None:
+        dist = field.add("Distance")
+        field.setNumbers(dist, "CurvesList", curves)
+        field.setNumber(dist, "Sampling", sampling)
+        th = field.add("Threshold")
+        field.setNumber(th, "InField", dist)
+        # StopAtDistMax: beyond dist_max the field leaves the size to the others (and to ``far``)
+        for key, value in (("SizeMin", size_min), ("SizeMax", size_max), ("DistMin", dist_min),
+                           ("DistMax", dist_max), ("StopAtDistMax", 1)):
+            field.setNumber(th, key, value)
+        parts.append(th)
+
+    for pose in poses:
+        r, tip, ice, radius = pose.radius, sizes["tip"], sizes["ice"], sizes["ice_radius"]
+        active = [occ.addLine(occ.addPoint(*pose.cap_centre), occ.addPoint(*pose.junction))]
+        shaft = [occ.addLine(occ.addPoint(*pose.junction), occ.addPoint(*(pose.cap_centre + pose.skin_distance
+                                                                           * pose.axis)))]
+        occ.synchronize()
+        sampling = int(pose.active_length / min(tip, r)) + 2
+        threshold(active, tip, ice, r + 0.5 * tip, r + 0.5 * radius, sampling)
+        threshold(active, ice, far, r + radius, r + radius + 4 * far, sampling)
+        around = min(ice, np.pi * pose.diameter / 8)  # at least 8 elements round the shaft
+        threshold(shaft, around, far, r + around, r + 4 * far, int(pose.skin_distance / around) + 2)
+    for course in g.courses.values():
+        poles = [occ.addPoint(*p) for p in course.poles]
+        knots, mult = np.unique(course.knots, return_counts=True)
+        curve = occ.addBSpline(poles, degree=3, knots=knots.tolist(), multiplicities=mult.tolist())
+        occ.synchronize()
+        size = 2 * course.radius / sizes["vessel_divisions"]
+        lo, hi = course.bounds
+        threshold([curve], size, far, course.radius + size, course.radius + 4 * far, int((hi - lo) / size) + 2)
+    skin = field.add("Box")
+    (x0, x1), (y0, y1) = g.x_range, g.y_range
+    for key, value in (("VIn", min(sizes["skin"], far)), ("VOut", far), ("XMin", x0), ("XMax", x1), ("YMin", y0),
+                       ("YMax", y1), ("ZMin", -1.0), ("ZMax", g.z_skin), ("Thickness", g.z_skin)):
+        field.setNumber(skin, key, value)
+    parts.append(skin)
+    background = field.add("Min")
+    field.setNumbers(background, "FieldsList", parts)
+    field.setAsBackgroundMesh(background)
+    gmsh.option.setNumber("Mesh.MeshSizeMax", far)

@@ -1,0 +1,271 @@
+"""Needle cryoprobes placed in the occipital phantom: gauges, poses, and the checks that refuse bad ones.
+
+A probe is a closed-end needle of the gauge's outer diameter ``d``: a cylinder with a hemispherical end.
+Its *active* part is the hemisphere plus ``active_length`` mm of cylinder behind it (area
+``pi d L + pi d^2 / 2``); the rest, up to where it leaves the skin, is the *shaft*. The *tip* is the apex
+of the hemisphere; the *axis* is the unit vector from the tip towards the handle. Lengths are mm in the
+phantom frame of :mod:`.anatomy`.
+
+A pose is given either relative to a nerve::
+
+    target: {nerve: gon, at: superior_nuchal_line, side: medial, gap: 0.5}
+    approach: {from: superior, angle: 20}
+
+(the centre of the tip's hemisphere lies in the nerve's cross-section at the named landmark, moved
+``along`` mm along the nerve, on the given side of it, with ``gap`` mm of tissue between the nerve's
+surface and the probe's; the needle comes in from the given direction at ``angle`` degrees to the skin),
+or absolutely: ``tip: [x, y, z]`` with ``approach`` or ``direction: [dx, dy, dz]`` (tip towards the handle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.spatial import cKDTree
+
+from .anatomy import DEFAULT_STATION, LONG_NAMES, STATIONS, PhantomGeometry, _distance_to_polyline
+
+#: Outer diameter (mm) of cryoprobe needles by gauge (PHYSICS.md §5).
+GAUGES = {"14G": 2.108, "16G": 1.651, "18G": 1.270, "20G": 0.908, "22G": 0.718, "25G": 0.515, "27G": 0.413}
+#: Tissue a probe must leave between itself and a nerve, vessel, bone or another probe (mm): thinner
+#: slivers cannot be meshed with sound elements.
+MIN_CLEARANCE = 0.1
+#: Resolution of the collision checks along the probe axis (mm).
+CHECK_STEP = 0.05
+
+Vector = tuple[float, float, float]
+
+
+class Placement(Exception):
+    """A probe that cannot be placed; the message says why, ``probe`` names it."""
+
+    def __init__(self, message: str, probe: str | None = None):
+        super().__init__(message)
+        self.probe = probe
+
+
+class NerveTarget(BaseModel):
+    """Where the tip sits relative to a nerve of the phantom."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nerve: Literal["gon", "ton", "lon"]
+    at: str | None = None  # a landmark of that nerve; default: gon superior_nuchal_line, ton/lon their exit
+    along: Annotated[float, Field(ge=-100, le=100)] = 0.0  # mm along the nerve from there, + distal
+    side: Literal["lateral", "medial", "superficial", "deep"] = "medial"
+    gap: Annotated[float, Field(ge=0, le=30)] = 0.5  # mm of tissue between the nerve and the probe
+
+
+class Approach(BaseModel):
+    """Direction of the needle: where it enters relative to the tip, and its angle to the skin."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    entry: Literal["lateral", "medial", "superior", "inferior"] = Field(alias="from")
+    angle: Annotated[float, Field(gt=0, lt=90)] = 30.0  # degrees between the needle and the skin
+
+
+class ProbePlacement(BaseModel):
+    """A needle probe's gauge, active length and pose (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gauge: Literal["14G", "16G", "18G", "20G", "22G", "25G", "27G"]
+    active_length: Annotated[float, Field(gt=0, le=40)]
+    target: NerveTarget | None = None
+    tip: Vector | None = None
+    approach: Approach | None = None
+    direction: Vector | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self):
+        if (self.target is None) == (self.tip is None):
+            raise ValueError("give exactly one of 'target' (relative to a nerve) or 'tip' (absolute, mm)")
+        if (self.approach is None) == (self.direction is None):
+            raise ValueError("give exactly one of 'approach' or 'direction'")
+        if self.direction is not None and np.linalg.norm(self.direction) == 0:
+            raise ValueError("direction must not be zero")
+        return self
+
+
+@dataclass(frozen=True)
+class ProbePose:
+    """A resolved probe: where it is and what it is (mm)."""
+
+    name: str
+    gauge: str
+    active_length: float
+    apex: np.ndarray
+    axis: np.ndarray  # unit vector, tip -> handle
+
+    @property
+    def diameter(self) -> float:
+        return GAUGES[self.gauge]
+
+    @property
+    def radius(self) -> float:
+        return self.diameter / 2
+
+    @property
+    def cap_centre(self) -> np.ndarray:
+        return self.apex + self.radius * self.axis
+
+    @property
+    def junction(self) -> np.ndarray:
+        """Centre of the circle where the active part meets the shaft."""
+        return self.cap_centre + self.active_length * self.axis
+
+    @property
+    def skin_distance(self) -> float:
+        """Distance along the axis from the cap centre to the skin plane ``z = 0``."""
+        return float(-self.cap_centre[2] / self.axis[2])
+
+    @property
+    def active_area(self) -> float:
+        """pi d L + pi d^2 / 2 (mm²)."""
+        return np.pi * self.diameter * self.active_length + np.pi * self.diameter**2 / 2
+
+    def axis_points(self, start: float = 0.0, stop: float | None = None) -> np.ndarray:
+        """Points on the axis from ``start`` to ``stop`` mm beyond the cap centre (default: to the skin)."""
+        stop = self.skin_distance if stop is None else stop
+        t = np.linspace(start, stop, max(int(np.ceil((stop - start) / CHECK_STEP)), 1) + 1)
+        return self.cap_centre + t[:, None] * self.axis
+
+    def key(self) -> dict:
+        """What shapes the mesh, rounded so that equal poses hash equally."""
+        return {"name": self.name, "gauge": self.gauge, "active_length": round(self.active_length, 6),
+                "apex": [round(float(v), 6) for v in self.apex], "axis": [round(float(v), 9) for v in self.axis]}
+
+    def metadata(self, scale: float = 1e-3) -> dict:
+        """The :class:`~cryofield.mesh.core.Mesh` metadata entry (metres)."""
+        return {"tip": (self.apex * scale).tolist(), "axis": self.axis.tolist(), "diameter": self.diameter * scale,
+                "active_length": self.active_length * scale, "gauge": self.gauge}
+
+
+def resolve(name: str, placement: ProbePlacement, geometry: PhantomGeometry) -> ProbePose:
+    """The pose of a probe in the phantom (raises :class:`Placement` for a landmark that does not exist)."""
+    r = GAUGES[placement.gauge] / 2
+    axis = _axis(placement, geometry.sign)
+    if placement.tip is not None:
+        apex = np.array(placement.tip, float)
+    else:
+        try:
+            centre = _beside_nerve(placement.target, r, geometry)
+        except Placement as exc:
+            raise Placement(str(exc), name) from None
+        apex = centre - r * axis
+    return ProbePose(name, placement.gauge, float(placement.active_length), apex, axis)
+
+
+def _axis(placement: ProbePlacement, sign: float) -> np.ndarray:
+    if placement.direction is not None:
+        v = np.array(placement.direction, float)
+        return v / np.linalg.norm(v)
+    a = placement.approach
+    toward = {"lateral": (sign, 0, 0), "medial": (-sign, 0, 0), "inferior": (0, 1, 0), "superior": (0, -1, 0)}
+    angle = np.radians(a.angle)
+    return np.cos(angle) * np.array(toward[a.entry], float) + np.sin(angle) * np.array([0.0, 0.0, -1.0])
+
+
+def _beside_nerve(target: NerveTarget, r_probe: float, geometry: PhantomGeometry) -> np.ndarray:
+    course = geometry.courses[target.nerve]
+    station = target.at or DEFAULT_STATION[target.nerve]
+    if station not in course.stations:
+        raise Placement(f"the {LONG_NAMES[target.nerve]} has no landmark '{station}' (it has: "
+                        f"{', '.join(STATIONS[target.nerve])})")
+    try:
+        u = course.arc_parameter(course.stations[station], target.along)
+    except ValueError as exc:
+        raise Placement(str(exc)) from exc
+    tangent = course.tangent(u)
+    s = geometry.sign
+    side = {"lateral": (s, 0, 0), "medial": (-s, 0, 0), "superficial": (0, 0, -1), "deep": (0, 0, 1)}[target.side]
+    side = np.array(side, float)
+    normal = side - (side @ tangent) * tangent
+    if np.linalg.norm(normal) < 0.3:
+        raise Placement(f"the {LONG_NAMES[target.nerve]} runs almost {target.side}wards at '{station}'; "
+                        "choose another side")
+    normal /= np.linalg.norm(normal)
+    return course.point(u) + (course.radius + target.gap + r_probe) * normal
+
+
+def check_poses(poses: list[ProbePose], geometry: PhantomGeometry) -> None:
+    """Refuse probes that leave the body, pierce a nerve, the artery, the bone or each other.
+
+    Raises
+    ------
+    Placement
+        Naming the probe and what it hits.
+    """
+    for pose in poses:
+        try:
+            _check_one(pose, geometry)
+        except Placement as exc:
+            raise Placement(str(exc), pose.name) from None
+    for i, a in enumerate(poses):
+        for b in poses[i + 1:]:
+            gap = _segment_gap(a.axis_points(), b.axis_points()) - a.radius - b.radius
+            if gap < MIN_CLEARANCE:
+                raise Placement(f"the needle {_contact(gap)} probe '{a.name}'", b.name)
+
+
+def _check_one(pose: ProbePose, geometry: PhantomGeometry) -> None:
+    r = pose.radius
+    if pose.axis[2] > -0.02:
+        raise Placement("the needle does not reach the skin: its direction (tip towards the handle) must point "
+                        f"out of the body, towards negative z, but is {np.round(pose.axis, 3).tolist()}")
+    if not geometry.in_box(pose.apex[None], margin=0.0)[0]:
+        raise Placement(f"the tip {np.round(pose.apex, 2).tolist()} mm is outside the body (the model spans x "
+                        f"{geometry.x_range}, y {geometry.y_range}, depth 0 to {geometry.depth:g} mm)")
+    if pose.skin_distance < pose.active_length + r / -pose.axis[2] + MIN_CLEARANCE:
+        raise Placement(f"the active part ({pose.active_length:g} mm) would stick out of the skin: place the tip "
+                        "deeper or approach at a steeper angle")
+    path = pose.axis_points()
+    outside = _leaves_model(path, geometry, r)
+    if outside.any():
+        where = path[np.argmax(outside)]
+        raise Placement(f"the needle leaves the body through the {_face(where, geometry)} of the model at "
+                        f"{np.round(where, 1).tolist()} mm before it reaches the skin")
+    bone = _distance_to_polyline(path[:, 1:], geometry.bone_profile())
+    bone[geometry.inside_bone(path)] *= -1
+    if bone.min() - r < MIN_CLEARANCE:
+        raise Placement(f"the needle {_contact(bone.min() - r)} the occipital bone")
+    for name, course in geometry.courses.items():
+        gap = _segment_gap(path, geometry.clipped_samples(name, 0.1)) - r - course.radius
+        if gap < MIN_CLEARANCE:
+            raise Placement(f"the needle {_contact(gap)} the {LONG_NAMES[name]} ({name})")
+
+
+def _leaves_model(path: np.ndarray, geometry: PhantomGeometry, r: float) -> np.ndarray:
+    """Axis points closer than the probe radius (plus clearance) to a side or the deep boundary."""
+    (x0, x1), (y0, y1) = geometry.x_range, geometry.y_range
+    m = r + MIN_CLEARANCE
+    x, y, z = path.T
+    return (x < x0 + m) | (x > x1 - m) | (y < y0 + m) | (y > y1 - m) | (z > geometry.depth - m)
+
+
+def _face(point: np.ndarray, geometry: PhantomGeometry) -> str:
+    (x0, x1), (y0, y1) = geometry.x_range, geometry.y_range
+    lateral_is_high = geometry.sign > 0
+    distances = {
+        "lateral side" if lateral_is_high else "medial side": x1 - point[0],
+        "medial side" if lateral_is_high else "lateral side": point[0] - x0,
+        "superior side": point[1] - y0, "inferior side": y1 - point[1], "deep boundary": geometry.depth - point[2],
+    }
+    return min(distances, key=distances.get)
+
+
+def _contact(gap: float) -> str:
+    if gap < 0:
+        return f"pierces (overlaps by {-gap:.2f} mm)"
+    return f"passes only {gap:.2f} mm from (at least {MIN_CLEARANCE:g} mm of tissue is needed)"
+
+
+def _segment_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest distance between two densely sampled curves."""
+    if len(b) == 0:
+        return np.inf
+    return float(cKDTree(b).query(a)[0].min())
