@@ -230,24 +230,28 @@ def test_plots_carry_the_expected_series(vr):
     np.testing.assert_allclose(skin.get_ydata(), metrics["region_min_temperature"][:, names.index("skin")])
     np.testing.assert_allclose(line("Probe temperature", "tip").get_ydata(), metrics["probe_temperature"][:, 0])
     assert {ln.get_label() for ln in panels["Minimum temperature by region"].get_lines()} == set(names)
-    # the nerve's frozen lengths, against a brute-force scan along it: at each point of the nerve (every 10 µm
-    # along x), the tetrahedra of the nerve spanning it are partly or wholly at or below -20 °C
+    # the nerve's frozen lengths, against a brute-force scan along it: every 10 µm along x, cut the nerve's
+    # tetrahedra with the plane across it and see whether any or all of the section is at or below -20 °C
     nerve_tets = vr.tets[vr.result.region_id == names.index("nerve")]
-    x = vr.points[nerve_tets, 0]
-    x_lo, x_hi = x.min(axis=1), x.max(axis=1)
-    scan = np.arange(0.005e-3, 8e-3, 0.01e-3)
-    spans = (x_lo[None, :] <= scan[:, None]) & (scan[:, None] <= x_hi[None, :])
+    edges = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
+    xa, xb = vr.points[nerve_tets[:, edges[:, 0]], 0], vr.points[nerve_tets[:, edges[:, 1]], 0]  # (K, 6)
+    scan = np.arange(0.005e-3, 8e-3, 0.01e-3)[:, None, None]
+    cut = (xa - scan) * (xb - scan) < 0  # (X, K, 6): edges the section crosses
+    w = np.where(cut, (scan - xa) / np.where(xb != xa, xb - xa, 1.0), 0.0)
     any_part, whole = [], []
     for i in range(len(vr.snapshot_times)):
         T = vr.temperature(i)[nerve_tets]
-        part, cold = T.min(axis=1) <= -20.0, T.max(axis=1) <= -20.0
-        any_part.append(np.sum(np.any(spans & part, axis=1)) * 0.01)
-        whole.append(np.sum(spans.any(axis=1) & ~np.any(spans & ~cold, axis=1)) * 0.01)
+        ta, tb = T[:, edges[:, 0]], T[:, edges[:, 1]]
+        section = ta + w * (tb - ta)
+        coldest = np.where(cut, section, np.inf).min(axis=(1, 2))
+        warmest = np.where(cut, section, -np.inf).max(axis=(1, 2))
+        any_part.append(np.sum(coldest <= -20.0) * 0.01)
+        whole.append(np.sum(np.isfinite(warmest) & (warmest <= -20.0)) * 0.01)
     np.testing.assert_allclose(line("Nerve length at ≤ −20 °C", "nerve: any part").get_ydata(), any_part, atol=0.02)
     np.testing.assert_allclose(line("Nerve length at ≤ −20 °C", "nerve: whole cross-section").get_ydata(), whole,
                                atol=0.02)
     np.testing.assert_allclose(line("Nerve length at ≤ −20 °C", "nerve: any part").get_xdata(), vr.snapshot_times)
-    assert max(any_part) > 1.0 and max(whole) > 0  # the case does freeze a length of the nerve, some wholly
+    assert max(any_part) > 1.0 and max(whole) > 0.1  # the case does freeze a length of the nerve, some wholly
     for ax in panels.values():  # every protocol phase shaded
         assert len(ax.patches) == len(vr.protocol.kinds)
 

@@ -314,19 +314,23 @@ class Lengths:
     whole: float
 
 
+#: The six edges of a tetrahedron, as pairs of its local node indices.
+TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
+
+
 class NerveLength:
     """Lengths along each nerve at or below a temperature, for any snapshot.
 
-    Each tetrahedron of a nerve covers the interval of arc length (along the nerve's centreline) between
-    its nodes' positions. A linear field is extreme at the nodes, so a tetrahedron is partly at or below
-    the level when its coldest node is, and wholly when its warmest node is. The length where some part of
-    the nerve is that cold is the union of the partly cold tetrahedra's intervals; the length where all of
-    it is, the nerve's covered length less the union of the intervals of tetrahedra that are not wholly
-    cold. Both are exact to within the length of an element at each end of the lesion.
+    Positions along a nerve are arc lengths of the nearest point of its centreline, linear within each of
+    its tetrahedra. Inside a tetrahedron the (P1) temperature is linear too, so the part at or below the
+    level is a convex piece whose extent along the nerve runs between its extreme vertices: the cold nodes
+    and the points where the level crosses an edge. A position along the nerve has some of its
+    cross-section that cold when a cold piece spans it, and all of it when no warm piece does. The
+    lengths are those of the unions of these spans, exact for the P1 field.
     """
 
     def __init__(self, vr: VizResult):
-        self.nerves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
+        self.nerves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
         lines = nerve_centrelines(vr)
         for r in vr.regions_with("nerve"):
             name = vr.result.region_names[r]
@@ -335,17 +339,30 @@ class NerveLength:
                 continue
             nodes, local = np.unique(tets, return_inverse=True)
             s = arc_position(lines[name], vr.points[nodes])[local.reshape(tets.shape)]
-            lo, hi = s.min(axis=1), s.max(axis=1)
-            self.nerves[name] = (tets, lo, hi, union_length(lo, hi))
+            self.nerves[name] = (tets, s, union_length(s.min(axis=1), s.max(axis=1)))
 
     def __call__(self, temperature: np.ndarray, level: float) -> dict[str, Lengths]:
         out = {}
-        for name, (tets, lo, hi, covered) in self.nerves.items():
-            values = temperature[tets]
-            part = values.min(axis=1) <= level
-            warm = values.max(axis=1) > level
-            out[name] = Lengths(union_length(lo[part], hi[part]), covered - union_length(lo[warm], hi[warm]))
+        for name, (tets, s, covered) in self.nerves.items():
+            T = temperature[tets]
+            cold_lo, cold_hi = _extent(s, T, T <= level, level)
+            warm_lo, warm_hi = _extent(s, T, T > level, level)
+            out[name] = Lengths(union_length(cold_lo, cold_hi), covered - union_length(warm_lo, warm_hi))
         return out
+
+
+def _extent(s: np.ndarray, T: np.ndarray, inside: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Span along the nerve of the part of each tetrahedron on one side of ``level`` (only those that have
+    one): its nodes on that side and the points where the level crosses an edge."""
+    a, b = TET_EDGES[:, 0], TET_EDGES[:, 1]
+    crosses = inside[:, a] != inside[:, b]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.clip((level - T[:, a]) / (T[:, b] - T[:, a]), 0.0, 1.0)
+    s_cross = s[:, a] + w * (s[:, b] - s[:, a])
+    lo = np.minimum(np.where(inside, s, np.inf).min(axis=1), np.where(crosses, s_cross, np.inf).min(axis=1))
+    hi = np.maximum(np.where(inside, s, -np.inf).max(axis=1), np.where(crosses, s_cross, -np.inf).max(axis=1))
+    some = inside.any(axis=1)
+    return lo[some], hi[some]
 
 
 def arc_position(line: np.ndarray, points: np.ndarray, chunk: int = 4096) -> np.ndarray:
