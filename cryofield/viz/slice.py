@@ -31,6 +31,7 @@ from .roles import (
 
 MM = 1e3
 CONTEXT_OUTLINE = "0.3"
+AXES_BOX = (0.08, 0.1, 0.64, 0.76)  # left, bottom, width, height as fractions of the figure
 
 
 class SliceView:
@@ -57,7 +58,7 @@ class SliceView:
         self.scale = size_scale(self.size)
         self.fig = Figure(figsize=(self.size[0] / 100, self.size[1] / 100), dpi=100)
         FigureCanvasAgg(self.fig)
-        self.ax = self.fig.add_axes((0.08, 0.1, 0.64, 0.76))
+        self.ax = self.fig.add_axes(AXES_BOX)
         self._ice: list = []
         self._draw_tissue()
         self._draw_outlines()
@@ -116,8 +117,11 @@ class SliceView:
         cut_lo, cut_hi = self.cut.uv.min(axis=0) * MM, self.cut.uv.max(axis=0) * MM
         u0, v0 = np.maximum(uv.min(axis=0), cut_lo)
         u1, v1 = np.minimum(uv.max(axis=0), cut_hi)
-        ax.set_xlim(u0, u1)
-        ax.set_ylim(v0, v1)
+        # widen the short side to the frame's shape, so equal scales fill the frame with slice, not white
+        frame = AXES_BOX[2] * self.size[0] / (AXES_BOX[3] * self.size[1])
+        grow_u, grow_v = max(frame * (v1 - v0) - (u1 - u0), 0.0) / 2, max((u1 - u0) / frame - (v1 - v0), 0.0) / 2
+        ax.set_xlim(u0 - grow_u, u1 + grow_u)
+        ax.set_ylim(v0 - grow_v, v1 + grow_v)
         ax.set_aspect("equal", adjustable="box")
         f = self.scale
         ax.set_xlabel("mm in the plane, from the probe", fontsize=10 * f)
