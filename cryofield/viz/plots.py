@@ -125,8 +125,8 @@ def _nerve_minimum(ax, vr: VizResult, t: np.ndarray) -> None:
         _missing(ax, "nerve region")
         return
     minimum = vr.result.metrics["region_min_temperature"]
-    for r in nerves:
-        ax.plot(t, minimum[:, r], label=vr.result.region_names[r])
+    for k, r in enumerate(nerves):
+        ax.plot(t, minimum[:, r], color=f"C{k}", label=vr.result.region_names[r])
     ax.axhline(NERVE_INJURY_C, color="#1f4fd1", ls="--", lw=_thin(), label="−20 °C: axonotmesis")
     ax.set_ylabel("°C")
 
@@ -137,15 +137,16 @@ def _nerve_length(ax, vr: VizResult, measure: NerveLength) -> None:
         _missing(ax, "nerve region")
         return
     never = [name for name, length in series.items() if not length.any()]
-    if never:
-        ax.text(0.99, 0.97, f"never at ≤ −20 °C: {', '.join(never)}", transform=ax.transAxes, ha="right", va="top",
-                color="0.35", fontsize="small")
+    order = [vr.result.region_names[r] for r in vr.regions_with("nerve")]
     for name, length in series.items():
         if name in never:
             continue
-        (line,) = ax.plot(vr.snapshot_times, length[:, 0] * MM, marker="o", label=f"{name}: any part")
-        ax.plot(vr.snapshot_times, length[:, 1] * MM, marker="o", ls="--", color=line.get_color(),
+        colour = f"C{order.index(name)}"  # each nerve keeps its colour of the minimum-temperature panel
+        ax.plot(vr.snapshot_times, length[:, 0] * MM, marker="o", color=colour, label=f"{name}: any part")
+        ax.plot(vr.snapshot_times, length[:, 1] * MM, marker="o", ls="--", color=colour,
                 label=f"{name}: whole cross-section")
+    if never:  # an empty series: a line of the legend
+        ax.plot([], [], ls="none", label=f"never at ≤ −20 °C: {', '.join(never)}")
     ax.axhline(MIN_LESION_MM, color="0.3", ls=":", lw=_thin(), label="4 mm: durable block")
     ax.set_ylabel("mm along the nerve")
     ax.set_ylim(bottom=0.0)
