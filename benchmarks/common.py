@@ -128,15 +128,20 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def temperatures_at(case: Case, times: list[float], backend: str = "cpu") -> tuple[Problem, list[np.ndarray], StepStats]:
+def temperatures_at(case: Case, times: list[float], backend: str = "cpu",
+                    initial: Callable[[np.ndarray], np.ndarray] | None = None
+                    ) -> tuple[Problem, list[np.ndarray], StepStats]:
     """Step ``case`` from its initial state and return the nodal temperature at each of ``times`` (s).
 
     Runs the stepper directly (no result files); protocol switches happen at their times. Without a
-    protocol the base boundary conditions hold throughout (e.g. a flux surface).
+    protocol the base boundary conditions hold throughout (e.g. a flux surface). ``initial``, a function
+    of the node coordinates (m), replaces the case's initial state.
     """
     plan = prepare(case)
     problem = plan.problem
-    if case.initial.type == "uniform":
+    if initial is not None:
+        T0 = initial(problem.mesh.points)
+    elif case.initial.type == "uniform":
         T0 = np.full(problem.n_nodes, case.initial.temperature)
     else:
         T0 = steady_state(problem, problem.boundary_state(None), case.blood.arterial_temperature)

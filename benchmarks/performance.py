@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from cryofield.backends import get_backend
-from cryofield.case import Case, parse_case
+from cryofield.case import Case, load_case, parse_case
 from cryofield.io import read_result
 from cryofield.problem import build_problem, load_mesh
 from cryofield.runner import RunReport, run_case
@@ -46,7 +46,7 @@ from cryofield.stepper import StepControl, Stepper
 from cryofield.verification import planar_front_position
 
 from .cases import probe_block_case
-from .common import figure, markdown_table, median_time
+from .common import REPO, figure, markdown_table, median_time
 from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
 
 NAME = "performance"
@@ -69,8 +69,8 @@ boundaries:
 
 #: Block sizes (cells per side; (n + 1)³ nodes, 6 n³ tetrahedra) of the throughput series.
 SIZES = {
-    "quick": {"cpu": [20, 40, 60], "cuda": [40, 80], "neumann": [300], "repeats": 3, "copy_MiB": 256},
-    "full": {"cpu": [20, 40, 60, 80, 100], "cuda": [50, 100, 160], "neumann": [300, 600], "repeats": 7,
+    "quick": {"cpu": [30, 50, 70], "cuda": [40, 80], "neumann": [300], "repeats": 5, "copy_MiB": 256},
+    "full": {"cpu": [25, 50, 75, 100], "cuda": [50, 100, 160], "neumann": [300, 600], "repeats": 7,
              "copy_MiB": 512},
 }
 
@@ -168,9 +168,11 @@ def neumann_schemes(cells: int) -> dict:
 
 # -- time to solution of a double freeze-thaw case -----------------------------------------------------------
 
-#: Probe-block meshes (tip and far element sizes, mm), protocol (freeze, thaw s) and reference steps.
-BLOCK_TTS = {"quick": {"test": (0.3, 2.0), "reference": (0.2, 1.5), "protocol": (30.0, 15.0)},
-             "full": {"test": (0.2, 1.5), "reference": (0.1, 1.0), "protocol": (90.0, 30.0)}}
+#: Quick: the probe block's meshes (tip and far element sizes, mm) and protocol (freeze, thaw s).
+BLOCK_TTS = {"test": (0.3, 2.0), "reference": (0.2, 1.5), "protocol": (30.0, 15.0)}
+#: Full: the occipital double freeze-thaw case, its coarse preset against the medium one.
+OCCIPITAL_CASE = REPO / "cases" / "gon_double_freeze.yaml"
+#: Steps (max_dt s, max_change K) of the references.
 REFERENCE_STEPS = (0.5, 2.5)
 
 
@@ -189,25 +191,36 @@ def timed_run(case: Case, out_dir: Path, backend: str) -> tuple[float, RunReport
     return time.perf_counter() - t0, report
 
 
-def double_freeze_cases(mode: str, directory: Path) -> tuple[str, str, Case, Case]:
-    """(title, region of interest, test case, reference case) of the time-to-solution study.
+def double_freeze_cases(quick: bool, directory: Path) -> tuple[str, str, Case, Case]:
+    """(title, nerve region, test case, reference case) of the time-to-solution study.
 
-    The probe in a fat/muscle block: the test mesh at default steps; the reference on a finer mesh with
-    max_dt 0.5 s and max_change 2.5 K.
+    Full: the occipital case (``cases/gon_double_freeze.yaml``) at its coarse preset and default steps; the
+    reference on the medium preset with :data:`REFERENCE_STEPS`. Quick: the probe 3 mm from a nerve in a
+    fat/muscle block, likewise against a finer block mesh.
     """
-    p = BLOCK_TTS[mode]
+    if not quick:
+        test, reference = load_case(OCCIPITAL_CASE), load_case(OCCIPITAL_CASE)
+        reference.mesh.phantom.preset = "medium"
+        reference.solver.max_dt, reference.solver.max_change = REFERENCE_STEPS
+        title = (f"{test.name} (occipital phantom, 90/30/90 s freeze-thaw-freeze at -70 °C), coarse preset, "
+                 f"default steps; reference: medium preset, max_dt {REFERENCE_STEPS[0]:g} s, max_change "
+                 f"{REFERENCE_STEPS[1]:g} K")
+        return title, "gon", test, reference
+    p = BLOCK_TTS
     test = probe_block_case(directory, *p["test"], *p["protocol"])
     reference = probe_block_case(directory, *p["reference"], *p["protocol"], *REFERENCE_STEPS)
     freeze, thaw = p["protocol"]
-    title = (f"18G probe 3 mm from a nerve in fat/muscle, {freeze:g}/{thaw:g}/{freeze:g} s freeze-thaw-freeze at -70 °C; mesh "
-             f"{p['test'][0]:g}-{p['test'][1]:g} mm, reference {p['reference'][0]:g}-{p['reference'][1]:g} mm")
+    title = (f"18G probe 3 mm from a nerve in fat/muscle, {freeze:g}/{thaw:g}/{freeze:g} s freeze-thaw-freeze at "
+             f"-70 °C; mesh {p['test'][0]:g}-{p['test'][1]:g} mm, default steps; reference: mesh "
+             f"{p['reference'][0]:g}-{p['reference'][1]:g} mm, max_dt {REFERENCE_STEPS[0]:g} s, max_change "
+             f"{REFERENCE_STEPS[1]:g} K")
     return title, "nerve", test, reference
 
 
-def case_time_to_solution(mode: str, backend: str) -> dict:
+def case_time_to_solution(quick: bool, backend: str) -> dict:
     """Time to solution of the double freeze-thaw case, and its clinical outputs against the reference."""
     with tempfile.TemporaryDirectory() as tmp:
-        title, region, test, reference = double_freeze_cases(mode, Path(tmp))
+        title, region, test, reference = double_freeze_cases(quick, Path(tmp))
         wall, report = timed_run(test, Path(tmp) / "test", backend)
         ref_wall, ref_report = timed_run(reference, Path(tmp) / "reference", backend)
     ours, ref = clinical_outputs(report, region), clinical_outputs(ref_report, region)
@@ -229,7 +242,7 @@ def run(quick: bool, backend: str = "cpu") -> dict:
     copy_Bps = reference_bandwidth(backend, sizes["copy_MiB"], sizes["repeats"])
     records = [throughput_row(c, backend, sizes["repeats"], copy_Bps) for c in sizes[backend]]
     records += [neumann_schemes(c) for c in sizes["neumann"]]
-    records.append(case_time_to_solution("quick" if quick else "full", backend))
+    records.append(case_time_to_solution(quick, backend))
     return {"copy_bandwidth_Bps": copy_Bps, "records": records}
 
 
@@ -257,7 +270,7 @@ def tables(result: dict) -> str:
                              "front error 60 s", "90 s"], schemes)]
     for r in tts:
         t = r["timings_s"]
-        parts += [f"\n**Time to solution**: {r['title']}; {r['nodes']} nodes (reference {r['reference_nodes']}): "
+        parts += [f"\n**Time to solution**: {r['title']}. {r['nodes']} nodes (reference {r['reference_nodes']}): "
                   f"{r['wall_s']:.1f} s from case to results (setup {t['setup_s']:.1f}, basal {t['basal_s']:.1f}, "
                   f"stepping {t['stepping_s']:.1f}, output {t['output_s']:.1f}; reference {r['reference_wall_s']:.0f} "
                   f"s), {r['steps']} steps, {r['operator_applications']} operator applications.\n",

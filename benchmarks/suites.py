@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def run_suites(names: list[str], quick: bool, backend: str) -> dict:
         t0 = time.perf_counter()
         suite = module.run(quick, backend)
         suite["seconds"] = time.perf_counter() - t0
+        suite["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         result["suites"][name] = suite
         print(f"\n## {name} ({'quick' if quick else 'full'}, {suite['seconds']:.0f} s)\n\n{module.tables(suite)}",
               flush=True)

@@ -63,6 +63,21 @@ def line_sink_lambda(Q: float, k_s: float, k_l: float, C_s: float, C_l: float, L
     return float(brentq(f, 1e-6, 5.0))
 
 
+def line_sink_temperature(r: np.ndarray, t: float, Q: float, k_s: float, k_l: float, C_s: float, C_l: float,
+                          L: float, T_m: float, T_initial: float) -> np.ndarray:
+    """Temperature at radius ``r`` (m) and time ``t`` around the line sink of :func:`line_sink_lambda`.
+
+    Frozen, r < R: T = T_m - (Q/4π k_s) [E1(r²/4α_s t) - E1(λ²)]; unfrozen: T = T_i - (T_i - T_m)
+    E1(r²/4α_l t)/E1(λ² α_s/α_l) (Carslaw & Jaeger §11.2).
+    """
+    alpha_s, alpha_l = k_s / C_s, k_l / C_l
+    lam = line_sink_lambda(Q, k_s, k_l, C_s, C_l, L, T_m, T_initial)
+    r2 = np.asarray(r, float) ** 2
+    frozen = T_m - Q / (4 * np.pi * k_s) * (exp1(r2 / (4 * alpha_s * t)) - exp1(lam**2))
+    unfrozen = T_initial - (T_initial - T_m) * exp1(r2 / (4 * alpha_l * t)) / exp1(lam**2 * alpha_s / alpha_l)
+    return np.where(r2 < 4 * lam**2 * alpha_s * t, frozen, unfrozen)
+
+
 def planar_front_position(points: np.ndarray, T: np.ndarray, level: float) -> float:
     """Where T crosses ``level`` along the edge y = z = 0 of a slab (linear interpolation between nodes)."""
     line = (np.abs(points[:, 1]) < 1e-12) & (np.abs(points[:, 2]) < 1e-12)
