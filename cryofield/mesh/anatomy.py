@@ -325,6 +325,11 @@ class PhantomGeometry:
             p = inside[name]
             if (p[:, 2] - course.radius < self.z_skin).any():
                 raise AnatomyError(f"the {LONG_NAMES[name]} reaches into the skin; check its depth and diameter")
+            # tubes leave through the top, bottom or deep faces, steeply; one grazing a side makes slivers
+            x0, x1 = self.x_range
+            if (np.minimum(p[:, 0] - x0, x1 - p[:, 0]) < course.radius + 1.0).any():
+                raise AnatomyError(f"the {LONG_NAMES[name]} runs out of the side of the model; increase "
+                                   "lateral_extent or medial_extent")
         names = list(self.courses)
         for i, a in enumerate(names):
             for b in names[i + 1:]:

@@ -32,7 +32,9 @@ class Mesh:
     metadata
         JSON-serialisable facts about the geometry, in metres, carried into results. Conventions:
         ``probes: {name: {tip, axis, diameter, active_length}}`` (axis a unit vector from the tip towards
-        the handle), ``centerlines: {region: [[x, y, z], ...]}`` (nerves, arteries), ``landmarks: {name: [x, y, z]}``.
+        the handle), ``centerlines: {region: [[x, y, z], ...]}`` (nerves, arteries), ``landmarks: {name: [x, y, z]}``;
+        the occipital phantom adds ``diameters: {region: d}``, ``frame`` (a description of its axes) and
+        ``phantom`` (its parameters and hash, see :mod:`.phantom`).
     """
 
     points: np.ndarray

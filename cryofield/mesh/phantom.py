@@ -136,7 +136,11 @@ def build_mesh(spec: PhantomSpec, poses: list[ProbePose], threads: int = 0) -> M
         volumes = _regions(gmsh, pieces)
         _surfaces(gmsh, geometry, poses, volumes)
         _size_fields(gmsh, geometry, poses, sizes)
-        gmsh.model.mesh.generate(3)
+        try:
+            gmsh.model.mesh.generate(3)
+        except Exception as exc:  # Gmsh raises bare Exceptions
+            raise RuntimeError(f"Gmsh could not mesh the phantom ({exc}); element sizes too coarse for its "
+                               f"nerves or probes? sizes: {sizes}") from exc
         mesh = mesh_from_gmsh()
     mesh.points *= 1e-3
     mesh.source = f"occipital phantom ({spec.side}, {spec.preset})"
@@ -342,7 +346,8 @@ def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[s
         parts.append(th)
 
     for pose in poses:
-        r, tip, ice, radius = pose.radius, sizes["tip"], sizes["ice"], sizes["ice_radius"]
+        around = np.pi * pose.diameter / 12  # at least 12 elements round the needle: its area within about 1 %
+        r, tip, ice, radius = pose.radius, min(sizes["tip"], around), sizes["ice"], sizes["ice_radius"]
         active = [occ.addLine(occ.addPoint(*pose.cap_centre), occ.addPoint(*pose.junction))]
         shaft = [occ.addLine(occ.addPoint(*pose.junction), occ.addPoint(*(pose.cap_centre + pose.skin_distance
                                                                            * pose.axis)))]
@@ -350,7 +355,7 @@ def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[s
         sampling = int(pose.active_length / min(tip, r)) + 2
         threshold(active, tip, ice, r + 0.5 * tip, r + 0.5 * radius, sampling)
         threshold(active, ice, far, r + radius, r + radius + 4 * far, sampling)
-        around = min(ice, np.pi * pose.diameter / 8)  # at least 8 elements round the shaft
+        around = min(ice, around)
         threshold(shaft, around, far, r + around, r + 4 * far, int(pose.skin_distance / around) + 2)
     for course in g.courses.values():
         poles = [occ.addPoint(*p) for p in course.poles]
