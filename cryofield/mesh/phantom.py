@@ -333,7 +333,7 @@ def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[s
     parts = []
 
     def threshold(curves: list[int], size_min: float, size_max: float, dist_min: float, dist_max: float,
-                  sampling: int) -> None:
+                  sampling: int, keep: bool = True) -> int:
         dist = field.add("Distance")
         field.setNumbers(dist, "CurvesList", curves)
         field.setNumber(dist, "Sampling", sampling)
@@ -343,11 +343,14 @@ def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[s
         for key, value in (("SizeMin", size_min), ("SizeMax", size_max), ("DistMin", dist_min),
                            ("DistMax", dist_max), ("StopAtDistMax", 1)):
             field.setNumber(th, key, value)
-        parts.append(th)
+        if keep:
+            parts.append(th)
+        return th
 
     for pose in poses:
-        around = np.pi * pose.diameter / 12  # at least 12 elements round the needle: its area within about 1 %
-        r, tip, ice, radius = pose.radius, min(sizes["tip"], around), sizes["ice"], sizes["ice_radius"]
+        fine = np.pi * pose.diameter / 12  # at least 12 elements round the active part: its area within ~1 %
+        coarse = np.pi * pose.diameter / 6  # at least 6 round the shaft where it leaves the skin
+        r, tip, ice, radius = pose.radius, min(sizes["tip"], fine), sizes["ice"], sizes["ice_radius"]
         active = [occ.addLine(occ.addPoint(*pose.cap_centre), occ.addPoint(*pose.junction))]
         shaft = [occ.addLine(occ.addPoint(*pose.junction), occ.addPoint(*(pose.cap_centre + pose.skin_distance
                                                                            * pose.axis)))]
@@ -355,8 +358,16 @@ def _size_fields(gmsh, g: PhantomGeometry, poses: list[ProbePose], sizes: dict[s
         sampling = int(pose.active_length / min(tip, r)) + 2
         threshold(active, tip, ice, r + 0.5 * tip, r + 0.5 * radius, sampling)
         threshold(active, ice, far, r + radius, r + radius + 4 * far, sampling)
-        around = min(ice, around)
-        threshold(shaft, around, far, r + around, r + 4 * far, int(pose.skin_distance / around) + 2)
+        # Round the shaft: fine at the junction, coarser towards the skin. Where a needle leaves the skin
+        # at a shallow angle the skin and the shaft meet in a wedge of that angle, whose thin elements would
+        # otherwise set the stable time step of the whole run.
+        near_shaft = threshold(shaft, min(ice, fine), far, r + fine, r + 4 * far,
+                               int(pose.skin_distance / fine) + 2, keep=False)
+        along = threshold(active, min(ice, fine), max(coarse, min(ice, fine)), radius, 2 * radius, sampling,
+                          keep=False)
+        graded = field.add("Max")
+        field.setNumbers(graded, "FieldsList", [near_shaft, along])
+        parts.append(graded)
     for course in g.courses.values():
         poles = [occ.addPoint(*p) for p in course.poles]
         knots, mult = np.unique(course.knots, return_counts=True)
