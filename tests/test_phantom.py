@@ -256,21 +256,22 @@ def test_mesh_check_prints_a_report(capsys):
 
 
 def test_clinical_lengths_on_a_known_field():
+    """The block is the nerve (its centreline along x); lesion lengths are exact for linear fields."""
     mesh = slab((10.0, 6.0, 6.0), (20, 12, 12), 1e-3)
     x, y = mesh.points[:, 0] * 1e3, mesh.points[:, 1] * 1e3
-    line = [[0.0, 3e-3, 3e-3], [10e-3, 3e-3, 3e-3]]
-    meta = {"centerlines": {"tissue": line}, "diameters": {"tissue": 2e-3}}
+    meta = {"centerlines": {"tissue": [[0.0, 3e-3, 3e-3], [10e-3, 3e-3, 3e-3]]}}
     args = (mesh.points, mesh.tets, np.zeros(mesh.n_tets, int), ["tissue"])
     along = clinical_summary(*args, -40.0 + 10.0 * x, meta, {"tissue": "nerve"}, {"tissue": -1.0})
     lesion = along["nerves"]["tissue"]["lesion_length"]
-    assert lesion["-20"]["whole_section_mm"] == pytest.approx(2.0, abs=0.11)  # T <= -20 for x <= 2 mm
-    assert lesion["-40"]["any_part_mm"] <= 0.1
+    assert lesion["-20"]["whole_section_mm"] == pytest.approx(2.0, abs=1e-9)  # T <= -20 for x <= 2 mm
+    assert lesion["-20"]["any_part_mm"] == pytest.approx(2.0, abs=1e-9)
+    assert lesion["-40"]["any_part_mm"] == pytest.approx(0.0, abs=1e-9)
     assert along["nerves"]["tissue"]["min_temperature_C"] == pytest.approx(-40.0)
     assert not along["nerves"]["tissue"]["durable_block"]
-    across = clinical_summary(*args, -35.0 + 10.0 * (y - 3.0), meta, {"tissue": "nerve"}, {"tissue": -1.0})
+    across = clinical_summary(*args, -35.0 + 10.0 / 3.0 * (y - 3.0), meta, {"tissue": "nerve"}, {"tissue": -1.0})
     lesion = across["nerves"]["tissue"]["lesion_length"]  # the section spans -45 .. -25 °C everywhere
-    assert lesion["-20"]["whole_section_mm"] == pytest.approx(9.9, abs=0.11)
-    assert lesion["-40"]["whole_section_mm"] == 0.0 and lesion["-40"]["any_part_mm"] == pytest.approx(9.9, abs=0.11)
+    assert lesion["-20"]["whole_section_mm"] == pytest.approx(10.0, abs=1e-9)
+    assert lesion["-40"]["whole_section_mm"] == 0.0 and lesion["-40"]["any_part_mm"] == pytest.approx(10.0, abs=1e-9)
     assert across["nerves"]["tissue"]["durable_block"]
     assert clinical_summary(*args, -35.0 + 0 * x, {}, {"tissue": "nerve"}, {"tissue": -1.0}) is None
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..clinical import NerveLesion
 from .data import VizResult
 
 #: A nerve whose direction is within this angle of the probe axis does not define a plane with it.
@@ -305,95 +306,10 @@ def cut_triangles(points: np.ndarray, triangles: np.ndarray, plane: Plane) -> np
     return np.array(segments).reshape(-1, 2, 2)
 
 
-@dataclass(frozen=True)
-class Lengths:
-    """Length (m) of a nerve at or below a temperature: where any part of its cross-section is (the extent
-    of the lesion) and where the whole cross-section is (a complete lesion)."""
-
-    any_part: float
-    whole: float
-
-
-#: The six edges of a tetrahedron, as pairs of its local node indices.
-TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
-
-
-class NerveLength:
-    """Lengths along each nerve at or below a temperature, for any snapshot.
-
-    Positions along a nerve are arc lengths of the nearest point of its centreline, linear within each of
-    its tetrahedra. Inside a tetrahedron the (P1) temperature is linear too, so the part at or below the
-    level is a convex piece whose extent along the nerve runs between its extreme vertices: the cold nodes
-    and the points where the level crosses an edge. A position along the nerve has some of its
-    cross-section that cold when a cold piece spans it, and all of it when no warm piece does. The
-    lengths are those of the unions of these spans, exact for the P1 field.
-    """
+class NerveLength(NerveLesion):
+    """:class:`cryofield.clinical.NerveLesion` for a result's nerves (centrelines estimated when absent)."""
 
     def __init__(self, vr: VizResult):
-        self.nerves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-        lines = nerve_centrelines(vr)
-        for r in vr.regions_with("nerve"):
-            name = vr.result.region_names[r]
-            tets = vr.tets[vr.result.region_id == r]
-            if len(tets) == 0 or len(lines.get(name, [])) < 2:
-                continue
-            nodes, local = np.unique(tets, return_inverse=True)
-            s = arc_position(lines[name], vr.points[nodes])[local.reshape(tets.shape)]
-            self.nerves[name] = (tets, s, union_length(s.min(axis=1), s.max(axis=1)))
-
-    def __call__(self, temperature: np.ndarray, level: float) -> dict[str, Lengths]:
-        out = {}
-        for name, (tets, s, covered) in self.nerves.items():
-            T = temperature[tets]
-            cold_lo, cold_hi = _extent(s, T, T <= level, level)
-            warm_lo, warm_hi = _extent(s, T, T > level, level)
-            out[name] = Lengths(union_length(cold_lo, cold_hi), covered - union_length(warm_lo, warm_hi))
-        return out
-
-
-def _extent(s: np.ndarray, T: np.ndarray, inside: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Span along the nerve of the part of each tetrahedron on one side of ``level`` (only those that have
-    one): its nodes on that side and the points where the level crosses an edge."""
-    a, b = TET_EDGES[:, 0], TET_EDGES[:, 1]
-    crosses = inside[:, a] != inside[:, b]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.clip((level - T[:, a]) / (T[:, b] - T[:, a]), 0.0, 1.0)
-    s_cross = s[:, a] + w * (s[:, b] - s[:, a])
-    lo = np.minimum(np.where(inside, s, np.inf).min(axis=1), np.where(crosses, s_cross, np.inf).min(axis=1))
-    hi = np.maximum(np.where(inside, s, -np.inf).max(axis=1), np.where(crosses, s_cross, -np.inf).max(axis=1))
-    some = inside.any(axis=1)
-    return lo[some], hi[some]
-
-
-def arc_position(line: np.ndarray, points: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Arc length (m) along a polyline of each point's nearest point on it."""
-    a, b = line[:-1], line[1:]
-    ab = b - a
-    length2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-30)
-    start = np.concatenate([[0.0], np.cumsum(np.sqrt(length2))[:-1]])
-    out = np.empty(len(points))
-    for i in range(0, len(points), chunk):
-        rel = points[i:i + chunk, None, :] - a[None]
-        t = np.clip(np.einsum("ijk,jk->ij", rel, ab) / length2, 0.0, 1.0)
-        dist2 = np.sum((rel - t[..., None] * ab[None]) ** 2, axis=2)
-        j = np.argmin(dist2, axis=1)
-        out[i:i + chunk] = start[j] + t[np.arange(len(j)), j] * np.sqrt(length2[j])
-    return out
-
-
-def union_length(lo: np.ndarray, hi: np.ndarray) -> float:
-    """Total length of the union of intervals ``[lo, hi]``.
-
-    Examples
-    --------
-    >>> union_length(np.array([0.0, 1.0, 5.0]), np.array([2.0, 3.0, 6.0]))
-    4.0
-    """
-    if len(lo) == 0:
-        return 0.0
-    order = np.argsort(lo)
-    lo, hi = lo[order], hi[order]
-    reach = np.maximum.accumulate(hi)
-    starts = np.flatnonzero(np.concatenate([[True], lo[1:] > reach[:-1]]))
-    ends = np.concatenate([starts[1:], [len(lo)]]) - 1
-    return float(np.sum(reach[ends] - lo[starts]))
+        names = [vr.result.region_names[r] for r in vr.regions_with("nerve")]
+        super().__init__(vr.points, vr.tets, vr.result.region_id, vr.result.region_names, nerve_centrelines(vr),
+                         names)
