@@ -10,8 +10,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -23,7 +24,7 @@ from cryofield.problem import Problem
 from cryofield.runner import prepare
 from cryofield.schedule import phase_bounds
 from cryofield.steady import steady_state
-from cryofield.stepper import StepStats, Stepper
+from cryofield.stepper import Stepper, StepStats
 
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")

@@ -270,10 +270,12 @@ def tables(result: dict) -> str:
                              "front error 60 s", "90 s"], schemes)]
     for r in tts:
         t = r["timings_s"]
-        parts += [f"\n**Time to solution**: {r['title']}. {r['nodes']} nodes (reference {r['reference_nodes']}): "
-                  f"{r['wall_s']:.1f} s from case to results (setup {t['setup_s']:.1f}, basal {t['basal_s']:.1f}, "
-                  f"stepping {t['stepping_s']:.1f}, output {t['output_s']:.1f}; reference {r['reference_wall_s']:.0f} "
-                  f"s), {r['steps']} steps, {r['operator_applications']} operator applications.\n",
+        summary = (f"\n**Time to solution**: {r['title']}. {r['nodes']} nodes (reference {r['reference_nodes']}): "
+                   f"{r['wall_s']:.1f} s from case to results (setup {t['setup_s']:.1f}, basal {t['basal_s']:.1f}, "
+                   f"stepping {t['stepping_s']:.1f}, output {t['output_s']:.1f}; reference "
+                   f"{r['reference_wall_s']:.0f} s), {r['steps']} steps, {r['operator_applications']} operator "
+                   f"applications.\n")
+        parts += [summary,
                   markdown_table(["output", "this run", "reference", "error"],
                                  [[k, f"{v:.4g}", f"{r['reference_outputs'][k]:.4g}",
                                    f"{r['errors'][k]:+.2%}" if "mm³" in k else f"{r['errors'][k]:+.2f} K"]

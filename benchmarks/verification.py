@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -33,10 +33,20 @@ from cryofield.case import Case, parse_case
 from cryofield.fem import gradients_and_volumes
 from cryofield.problem import Problem, build_problem, load_mesh
 from cryofield.steady import steady_state
-from cryofield.verification import (h1_seminorm_error, l2_error, line_sink_lambda, line_sink_temperature,
-                                    manufactured_sine, mesh_size,
-                                    neumann_lambda, observed_order, pennes_1d_step, pennes_cylinder, pennes_sphere,
-                                    planar_front_position)
+from cryofield.verification import (
+    h1_seminorm_error,
+    l2_error,
+    line_sink_lambda,
+    line_sink_temperature,
+    manufactured_sine,
+    mesh_size,
+    neumann_lambda,
+    observed_order,
+    pennes_1d_step,
+    pennes_cylinder,
+    pennes_sphere,
+    planar_front_position,
+)
 
 from .common import GENERIC_BLOOD, figure, markdown_table, numba_threads, temperatures_at
 from .geometry import annular_sector, write_case_mesh
@@ -343,6 +353,12 @@ def line_sink_properties(case: Case) -> tuple[float, ...]:
             mat.latent_heat, -1.0, 37.0)
 
 
+def line_sink_start(props: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """The closed-form temperature at the study's start time, as a function of the node coordinates."""
+    p = LINE_SINK
+    return lambda x: line_sink_temperature(np.hypot(x[:, 0], x[:, 1]), p["start"], p["Q"], *props)
+
+
 def line_sink_series(mode: str) -> dict:
     """Freezing around a line sink of 300 W/m: a 0.2 mm probe drawing Q/(2π r_p) through a thin sector.
 
@@ -362,11 +378,7 @@ def line_sink_series(mode: str) -> dict:
             path = write_case_mesh(mesh, Path(tmp), f"line_sink_{n}")
             case = fill_case(LINE_SINK_CASE, mesh=path, flux=-p["Q"] / (2 * np.pi * p["r_probe"]))
             props = line_sink_properties(case)
-
-            def start(x: np.ndarray) -> np.ndarray:
-                return line_sink_temperature(np.hypot(x[:, 0], x[:, 1]), p["start"], p["Q"], *props)
-
-            problem, temps, _ = temperatures_at(case, times, initial=start)
+            problem, temps, _ = temperatures_at(case, times, initial=line_sink_start(props))
             lam = line_sink_lambda(p["Q"], *props)
             exact = [2 * lam * np.sqrt(props[0] / props[2] * t) for t in FRONT_TIMES]
             e = front_errors(problem.mesh.points, temps, exact)

@@ -15,6 +15,8 @@ from pathlib import Path
 from .errors import InputError
 
 SUITE_NAMES = ("verification", "performance", "peers")
+#: The repository checkout this package was installed from (editable install), holding ``benchmarks/``.
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def register(sub) -> None:
@@ -34,7 +36,7 @@ def register(sub) -> None:
     bench.set_defaults(func=cmd_bench)
 
 
-def benchmarks_package(root: Path = Path(__file__).resolve().parents[1]):
+def benchmarks_package(root: Path = CHECKOUT):
     """The repository's ``benchmarks.suites`` module, from the checkout this package was installed from.
 
     Raises

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -36,8 +36,17 @@ from cryofield.problem import build_problem, load_mesh
 
 from ..cases import probe_block_case
 from ..common import figure, markdown_table, numba_threads, temperatures_at, timed
-from ..verification import (FRONT_TIMES, NEUMANN_CASE, fill_case, front_errors, neumann_front_exact, rms_error,
-                            sphere_case, sphere_exact, steady_error)
+from ..verification import (
+    FRONT_TIMES,
+    NEUMANN_CASE,
+    fill_case,
+    front_errors,
+    neumann_front_exact,
+    rms_error,
+    sphere_case,
+    sphere_exact,
+    steady_error,
+)
 from .skfem_enthalpy import LINEAR_SOLVERS, EnthalpyPeer
 
 NAME = "peers"

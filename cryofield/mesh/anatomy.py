@@ -21,10 +21,11 @@ The deep boundary ``z = D`` is the inner table of the bone at the EOP (``D = ski
 thickness``); below the SNL it is the deep surface of the semispinalis layer, where the GON winds round
 the obliquus capitis inferior.
 
-Nerves and the occipital artery are tubes of constant diameter along cubic B-splines through published
-landmarks (values below, each tagged as in PHYSICS.md: [R] read in the named source, [M] recalled,
-[D] derived here). Depths the sources do not give are put on the tissue interface the landmark names
-(e.g. "pierces the trapezius": on the trapezius' superficial surface).
+Nerves and the occipital artery are tubes of constant diameter along smooth (C1 cubic) curves through
+published landmarks (values below, each tagged as in PHYSICS.md: [R] read in the named source, [M]
+recalled, [D] derived here). Depths the sources do not give are put on the tissue interface the landmark
+names (e.g. "pierces the trapezius": on the trapezius' superficial surface), and the courses cross each
+interface at 45° (:class:`_CourseBuilder`).
 """
 
 from __future__ import annotations
@@ -47,12 +48,7 @@ class AnatomyError(ValueError):
 #: A landmark as (lateral, inferior) distances from the EOP in mm.
 Landmark2 = tuple[Annotated[float, Field(ge=0, le=150)], Annotated[float, Field(ge=-100, le=150)]]
 
-#: Nerve and vessel regions of the phantom, with the landmark stations a probe can be placed at.
-STATIONS = {
-    "gon": ("obliquus", "semispinalis", "trapezius", "superior_nuchal_line"),
-    "ton": ("semispinalis", "trapezius"),
-    "lon": ("sternocleidomastoid",),
-}
+#: Where along each nerve a probe goes when its target names no landmark.
 DEFAULT_STATION = {"gon": "superior_nuchal_line", "ton": "trapezius", "lon": "sternocleidomastoid"}
 LONG_NAMES = {"gon": "greater occipital nerve", "ton": "third occipital nerve", "lon": "lesser occipital nerve",
               "artery": "occipital artery"}
@@ -182,7 +178,7 @@ class Course:
 
     def arc_parameter(self, u0: float, distance: float) -> float:
         """The parameter ``distance`` mm of arc length from ``u0`` (positive: towards the distal end)."""
-        p, s = self.samples(0.05)
+        _, s = self.samples(0.05)
         lo, hi = self.bounds
         u = np.linspace(lo, hi, len(s))
         target = np.interp(u0, u, s) + distance
@@ -339,7 +335,7 @@ class PhantomGeometry:
                                      "(at least 0.3 mm needed); move their landmarks")
         profile = self.bone_profile()
         for name, p in inside.items():
-            clearance = _distance_to_polyline(p[:, 1:], profile) - self.courses[name].radius
+            clearance = distance_to_polyline(p[:, 1:], profile) - self.courses[name].radius
             if (self.inside_bone(p) | (clearance < 0.3)).any():
                 raise AnatomyError(f"the {LONG_NAMES[name]} runs into the occipital bone; check its landmarks, "
                                  "diameter and the layer thicknesses")
@@ -404,7 +400,7 @@ def _min_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(cKDTree(b).query(a)[0].min())
 
 
-def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+def distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
     """Distance from each 2-D point to a 2-D polyline."""
     a, b = line[:-1], line[1:]
     ab = b - a

@@ -61,9 +61,9 @@ class MeshSizes(BaseModel):
 
 #: Size presets: coarse about 50 k nodes, medium about 300 k, fine about 1 M (with one probe).
 PRESETS: dict[str, dict[str, float]] = {
-    "coarse": dict(tip=0.25, ice=0.7, ice_radius=8.0, vessel_divisions=2.5, skin=3.0, far=6.0),
-    "medium": dict(tip=0.15, ice=0.35, ice_radius=10.0, vessel_divisions=5.0, skin=1.6, far=4.0),
-    "fine": dict(tip=0.1, ice=0.22, ice_radius=12.0, vessel_divisions=8.0, skin=1.0, far=3.0),
+    "coarse": {"tip": 0.25, "ice": 0.7, "ice_radius": 8.0, "vessel_divisions": 2.5, "skin": 3.0, "far": 6.0},
+    "medium": {"tip": 0.15, "ice": 0.33, "ice_radius": 10.0, "vessel_divisions": 5.0, "skin": 1.6, "far": 4.0},
+    "fine": {"tip": 0.1, "ice": 0.22, "ice_radius": 12.0, "vessel_divisions": 8.0, "skin": 1.0, "far": 3.0},
 }
 
 
@@ -74,8 +74,8 @@ class PhantomSpec(BaseModel):
 
     preset: Literal["coarse", "medium", "fine"] = "coarse"
     side: Literal["right", "left"] = "right"
-    anatomy: Anatomy = Anatomy()
-    sizes: MeshSizes = MeshSizes()
+    anatomy: Anatomy = Field(default_factory=Anatomy)
+    sizes: MeshSizes = Field(default_factory=MeshSizes)
 
     def resolved_sizes(self) -> dict[str, float]:
         """The preset's sizes with the overrides applied."""
@@ -93,7 +93,7 @@ def phantom_mesh(spec: PhantomSpec, placements: dict[str, ProbePlacement], use_c
 
     Raises
     ------
-    ValueError
+    ~cryofield.mesh.anatomy.AnatomyError
         For anatomy parameters that make an impossible geometry.
     Placement
         For a probe that leaves the body or pierces a nerve, the artery, the bone or another probe.
@@ -130,7 +130,7 @@ def build_mesh(spec: PhantomSpec, poses: list[ProbePose], threads: int = 0) -> M
     sizes = spec.resolved_sizes()
     t0 = time.perf_counter()
     with gmsh_session(threads):
-        _options(gmsh, threads)
+        _options(gmsh)
         pieces = _solids(gmsh.model.occ, geometry, poses)
         gmsh.model.occ.synchronize()
         volumes = _regions(gmsh, pieces)
@@ -144,16 +144,15 @@ def build_mesh(spec: PhantomSpec, poses: list[ProbePose], threads: int = 0) -> M
         mesh = mesh_from_gmsh()
     mesh.points *= 1e-3
     mesh.source = f"occipital phantom ({spec.side}, {spec.preset})"
-    mesh.metadata = metadata(spec, poses)
+    mesh.metadata = metadata(spec, geometry, poses)
     mesh.metadata["phantom"]["generation_s"] = round(time.perf_counter() - t0, 2)
     return mesh
 
 
-def metadata(spec: PhantomSpec, poses: list[ProbePose]) -> dict:
+def metadata(spec: PhantomSpec, geometry: PhantomGeometry, poses: list[ProbePose]) -> dict:
     """Mesh metadata (metres): frame, phantom parameters and hash, probes, centrelines, diameters, landmarks."""
     import gmsh
 
-    geometry = spec.geometry()
     m = 1e-3
     return {
         "frame": "origin: skin over the external occipital protuberance; x: towards the patient's right; "
@@ -168,7 +167,8 @@ def metadata(spec: PhantomSpec, poses: list[ProbePose]) -> dict:
     }
 
 
-def _options(gmsh, threads: int) -> None:
+def _options(gmsh) -> None:
+    # sizes come from the fields alone; Frontal-Delaunay surfaces, HXT volumes (fast, deterministic)
     for name, value in {
         "Mesh.MeshSizeFromPoints": 0, "Mesh.MeshSizeFromCurvature": 0, "Mesh.MeshSizeExtendFromBoundary": 0,
         "Mesh.Algorithm": 6, "Mesh.Algorithm3D": 10, "Mesh.Optimize": 1, "Geometry.OCCBooleanPreserveNumbering": 1,

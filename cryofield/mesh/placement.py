@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.spatial import cKDTree
 
-from .anatomy import DEFAULT_STATION, LONG_NAMES, STATIONS, PhantomGeometry, _distance_to_polyline
+from .anatomy import DEFAULT_STATION, LONG_NAMES, PhantomGeometry, distance_to_polyline
 
 #: Outer diameter (mm) of cryoprobe needles by gauge (PHYSICS.md §5).
 GAUGES = {"14G": 2.108, "16G": 1.651, "18G": 1.270, "20G": 0.908, "22G": 0.718, "25G": 0.515, "27G": 0.413}
@@ -123,15 +123,10 @@ class ProbePose:
         """Distance along the axis from the cap centre to the skin plane ``z = 0``."""
         return float(-self.cap_centre[2] / self.axis[2])
 
-    @property
-    def active_area(self) -> float:
-        """pi d L + pi d^2 / 2 (mm²)."""
-        return np.pi * self.diameter * self.active_length + np.pi * self.diameter**2 / 2
-
-    def axis_points(self, start: float = 0.0, stop: float | None = None) -> np.ndarray:
-        """Points on the axis from ``start`` to ``stop`` mm beyond the cap centre (default: to the skin)."""
-        stop = self.skin_distance if stop is None else stop
-        t = np.linspace(start, stop, max(int(np.ceil((stop - start) / CHECK_STEP)), 1) + 1)
+    def axis_points(self) -> np.ndarray:
+        """Points every :data:`CHECK_STEP` or less on the axis from the cap centre to the skin."""
+        stop = self.skin_distance
+        t = np.linspace(0.0, stop, max(int(np.ceil(stop / CHECK_STEP)), 1) + 1)
         return self.cap_centre + t[:, None] * self.axis
 
     def key(self) -> dict:
@@ -175,7 +170,7 @@ def _beside_nerve(target: NerveTarget, r_probe: float, geometry: PhantomGeometry
     station = target.at or DEFAULT_STATION[target.nerve]
     if station not in course.stations:
         raise Placement(f"the {LONG_NAMES[target.nerve]} has no landmark '{station}' (it has: "
-                        f"{', '.join(STATIONS[target.nerve])})")
+                        f"{', '.join(course.stations)})")
     try:
         u = course.arc_parameter(course.stations[station], target.along)
     except ValueError as exc:
@@ -186,8 +181,8 @@ def _beside_nerve(target: NerveTarget, r_probe: float, geometry: PhantomGeometry
     side = np.array(side, float)
     normal = side - (side @ tangent) * tangent
     if np.linalg.norm(normal) < 0.3:
-        raise Placement(f"the {LONG_NAMES[target.nerve]} runs almost {target.side}wards at '{station}'; "
-                        "choose another side")
+        raise Placement(f"the {LONG_NAMES[target.nerve]} runs almost along the {target.side} direction at "
+                        f"'{station}'; choose another side")
     normal /= np.linalg.norm(normal)
     return course.point(u) + (course.radius + target.gap + r_probe) * normal
 
@@ -229,7 +224,7 @@ def _check_one(pose: ProbePose, geometry: PhantomGeometry) -> None:
         where = path[np.argmax(outside)]
         raise Placement(f"the needle leaves the body through the {_face(where, geometry)} of the model at "
                         f"{np.round(where, 1).tolist()} mm before it reaches the skin")
-    bone = _distance_to_polyline(path[:, 1:], geometry.bone_profile())
+    bone = distance_to_polyline(path[:, 1:], geometry.bone_profile())
     bone[geometry.inside_bone(path)] *= -1
     if bone.min() - r < MIN_CLEARANCE:
         raise Placement(f"the needle {_contact(bone.min() - r)} the occipital bone")

@@ -78,9 +78,10 @@ class QualityReport:
     def lines(self) -> list[str]:
         u = self.units
         lo, hi = self.bounding_box
+        extent = ", ".join(f"{axis} {a:.4g} .. {b:.4g}" for axis, a, b in zip("xyz", lo, hi))
+        size = " x ".join(f"{v:.4g}" for v in hi - lo)
         out = [f"{self.n_nodes} nodes, {self.n_tets} tetrahedra",
-               f"bounding box ({u}): x {lo[0]:.4g} .. {hi[0]:.4g}, y {lo[1]:.4g} .. {hi[1]:.4g}, "
-               f"z {lo[2]:.4g} .. {hi[2]:.4g} (size {' x '.join(f'{v:.4g}' for v in hi - lo)})",
+               f"bounding box ({u}): {extent} (size {size})",
                f"edge lengths ({u}): {self.edge_range[0]:.3g} .. {self.edge_range[1]:.3g}",
                f"{'region':<24}{'tetrahedra':>12}{f'volume {u}3':>16}"]
         out += [f"{name:<24}{n:>12}{vol:>16.6g}" for name, (n, vol) in self.regions.items()]
