@@ -434,4 +434,4 @@ def _first_error(exc: ValidationError) -> str:
 
 def case_to_yaml(case: Case) -> str:
     """The validated case, defaults filled in, as YAML (stored inside every result)."""
-    return yaml.safe_dump(case.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(case.model_dump(mode="json", by_alias=True), sort_keys=False)
