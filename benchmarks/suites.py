@@ -24,12 +24,12 @@ FORMAT, FORMAT_VERSION = "cryofield-bench", 1
 
 
 def suite_module(name: str):
-    """Import a suite; the peer suite's scikit-fem is an optional dependency, named when it is missing."""
+    """Import a suite; the peer suite's optional dependencies (the ``bench`` extra) are named when missing."""
     try:
         return importlib.import_module(SUITES[name])
     except ModuleNotFoundError as exc:
-        if exc.name == "skfem":
-            raise InputError("the peers suite needs scikit-fem: pip install -e '.[bench]'", key="bench") from exc
+        if exc.name in ("skfem", "threadpoolctl"):
+            raise InputError(f"the {name} suite needs {exc.name}: pip install -e '.[bench]'", key="bench") from exc
         raise
 
 

@@ -12,9 +12,9 @@ same cases on the same meshes over a series of accuracy settings (cryofield: ``m
   which the peer's trend confirms).
 
 Wall time runs from the case to the temperatures at the output times: mesh reading, assembly, the basal
-state and the stepping (Numba kernels are compiled beforehand). Both run on one core (Numba threads = 1;
-the peer's SuperLU and pyamg solves are single-threaded), which keeps the ratio fair and steady on a
-shared machine. The ratio quoted is, for each cryofield setting, the fastest peer run whose error is
+state and the stepping (Numba kernels are compiled beforehand). Both run on one core (one Numba thread,
+one BLAS thread: a spinning BLAS thread on a busy machine slows every vector operation of SciPy's CG
+many times), which keeps the ratio fair and steady on a shared machine. The ratio quoted is, for each cryofield setting, the fastest peer run whose error is
 equal or smaller, divided by cryofield's time; when no peer run is that accurate, the ratio for the
 peer's most accurate run is a lower bound. The peer's linear solver is the fastest of its three in a
 short pilot run on each case.
@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cryofield.case import Case
 from cryofield.fem import gradients_and_volumes, lumped_volumes
@@ -58,7 +59,7 @@ SIZES = {
               "peer_block": [2.0, 1.0, 0.5], "repeats": 1},
     "full": {"neumann_cells": 600, "sphere_h": 0.55, "block": (0.15, 1.2), "protocol": (90.0, 30.0),
              "cryofield": [(2.0, 10.0), (1.0, 5.0), (0.5, 2.5), (0.25, 1.0)],
-             "peer_neumann": [2.0, 1.0, 0.5, 0.25, 0.125, 0.0625], "peer_block": [2.0, 1.0, 0.5, 0.25],
+             "peer_neumann": [2.0, 1.0, 0.5, 0.25, 0.125, 0.0625], "peer_block": [2.0, 1.0, 0.5, 0.25, 0.125],
              "repeats": 3},
 }
 REFERENCE_SETTING = (0.1, 0.5)
@@ -220,7 +221,7 @@ def run(quick: bool, backend: str = "cpu") -> dict:
     if backend != "cpu":
         raise ValueError("the peer comparison runs on the cpu backend (one core each)")
     sizes = SIZES["quick" if quick else "full"]
-    with numba_threads(1):
+    with numba_threads(1), threadpool_limits(1):
         temperatures_at(fill_case(NEUMANN_CASE, n=10), [1.0])  # compile (or load) the kernels before timing
         return {"records": [check_neumann(sizes["neumann_cells"]), check_sphere(sizes["sphere_h"]),
                             neumann_side_by_side(sizes), block_side_by_side(sizes)]}
