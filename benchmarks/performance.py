@@ -15,7 +15,7 @@ Time to solution
     wall time from the case file to the complete results (mesh, assembly, basal state, stepping, output)
     of a double freeze-thaw case at its default steps, with its clinical outputs compared with a reference
     run on a finer mesh with smaller steps; and the Neumann case, RKL2 (adaptive) against forward Euler
-    at its stability limit on the same mesh, with both front errors.
+    at its stability limit on the same mesh (one thread), with both front errors.
 
 Byte count of one RKL2 stage on the CPU (float64, int32 indices; E elements, N nodes)
 -------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ from cryofield.stepper import StepControl, Stepper
 from cryofield.verification import planar_front_position
 
 from .cases import probe_block_case
-from .common import REPO, figure, markdown_table, median_time
+from .common import REPO, figure, markdown_table, median_time, numba_threads
 from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
 
 NAME = "performance"
@@ -157,8 +157,12 @@ def neumann_time_to_solution(scheme: str, cells: int = 300, out_dir: Path | None
 
 
 def neumann_schemes(cells: int) -> dict:
-    """RKL2 against forward Euler on the same Neumann mesh: the same-run speed-up at (about) equal error."""
-    rkl2, euler = neumann_time_to_solution("rkl2", cells), neumann_time_to_solution("euler", cells)
+    """RKL2 against forward Euler on the same Neumann mesh: the same-run speed-up at (about) equal error.
+
+    One thread: the slab has a few thousand nodes, where thread start-up, not memory, sets the pace.
+    """
+    with numba_threads(1):
+        rkl2, euler = neumann_time_to_solution("rkl2", cells), neumann_time_to_solution("euler", cells)
     speedup = euler["stepping_s"] / rkl2["stepping_s"]
     return {"id": f"neumann_schemes_{cells}", "cells": cells, "rkl2": rkl2, "euler": euler, "speedup": speedup,
             "figures": {"forward Euler / RKL2 stepping time": figure(speedup, "ratio"),
