@@ -29,18 +29,8 @@ from cryofield.stepper import Stepper, StepStats
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")
 
-#: Figure kinds that ``--compare`` understands (see :mod:`benchmarks.compare`).
-KINDS = ("error", "order", "ratio", "work")
-
 #: Blood of the verification set (PHYSICS.md §3): rho_b c_b = 3.6e6 J/m³/K, so the generic tissue has m = 60 1/m.
 GENERIC_BLOOD = "blood: {density: 1000, specific_heat: 3600, arterial_temperature: 37}"
-
-
-def figure(value: float, kind: str) -> dict:
-    """A figure ``--compare`` checks: ``error`` and ``work`` lower is better, ``order`` and ``ratio`` higher."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown figure kind {kind!r}")
-    return {"value": float(value), "kind": kind}
 
 
 def machine() -> dict:

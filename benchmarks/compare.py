@@ -35,6 +35,13 @@ TOLERANCES = {"error": ("lower", 0.10), "order": ("higher", 0.1), "ratio": ("hig
 SPEED_KINDS = ("ratio", "work")
 
 
+def figure(value: float, kind: str) -> dict:
+    """A figure of a record, as ``--compare`` reads it; ``kind`` is one of :data:`TOLERANCES`."""
+    if kind not in TOLERANCES:
+        raise ValueError(f"unknown figure kind {kind!r}")
+    return {"value": float(value), "kind": kind}
+
+
 class IncomparableError(ValueError):
     """The run and the baseline cannot be compared (another mode)."""
 

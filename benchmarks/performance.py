@@ -46,7 +46,8 @@ from cryofield.stepper import StepControl, Stepper
 from cryofield.verification import planar_front_position
 
 from .cases import probe_block_case
-from .common import REPO, figure, markdown_table, median_time, numba_threads
+from .common import REPO, markdown_table, median_time, numba_threads
+from .compare import figure
 from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
 
 NAME = "performance"

@@ -48,7 +48,8 @@ from cryofield.verification import (
     planar_front_position,
 )
 
-from .common import GENERIC_BLOOD, figure, markdown_table, numba_threads, temperatures_at
+from .common import GENERIC_BLOOD, markdown_table, numba_threads, temperatures_at
+from .compare import figure
 from .geometry import annular_sector, write_case_mesh
 
 NAME = "verification"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks import suites
-from benchmarks.common import figure, metadata
-from benchmarks.compare import IncomparableError, compare, failures, judge
+from benchmarks.common import metadata
+from benchmarks.compare import IncomparableError, compare, failures, figure, judge
 from cryofield.bench import benchmarks_package
 from cryofield.cli import main
 from cryofield.errors import InputError

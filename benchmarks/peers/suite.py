@@ -36,7 +36,8 @@ from cryofield.fem import gradients_and_volumes, lumped_volumes
 from cryofield.problem import build_problem, load_mesh
 
 from ..cases import probe_block_case
-from ..common import figure, markdown_table, numba_threads, temperatures_at, timed
+from ..common import markdown_table, numba_threads, temperatures_at, timed
+from ..compare import figure
 from ..verification import (
     FRONT_TIMES,
     NEUMANN_CASE,
@@ -210,8 +211,8 @@ def block_side_by_side(sizes: dict) -> dict:
         ours = [cryofield_trial(case, s, times, score, sizes["repeats"]) for s in sizes["cryofield"]]
         peers = peer_series(case, sizes["peer_block"], times, score, sizes["repeats"])
     tip, far = sizes["block"]
-    return side_by_side("block_side_by_side", f"18G probe in fat/muscle, {freeze:g}/{thaw:g}/{freeze:g} s freeze-thaw-"
-                        f"freeze, mesh {tip:g}-{far:g} mm", "largest volume-weighted RMS temperature error (K) at the "
+    return side_by_side("block_side_by_side", f"18G probe 3 mm from a nerve in fat/muscle, {freeze:g}/{thaw:g}/"
+                        f"{freeze:g} s freeze-thaw-freeze, mesh {tip:g}-{far:g} mm", "largest volume-weighted RMS temperature error (K) at the "
                         "end of each phase", f"cryofield on the same mesh, max_dt {REFERENCE_SETTING[0]:g} s, "
                         f"max_change {REFERENCE_SETTING[1]:g} K", mesh.n_nodes, ours, peers)
 
