@@ -70,7 +70,7 @@ boundaries:
 
 #: Block sizes (cells per side; (n + 1)³ nodes, 6 n³ tetrahedra) of the throughput series.
 SIZES = {
-    "quick": {"cpu": [30, 50, 70], "cuda": [40, 80], "neumann": [300], "repeats": 5, "copy_MiB": 256},
+    "quick": {"cpu": [30, 50, 70], "cuda": [40, 80], "neumann": [300], "repeats": 5, "copy_MiB": 512},
     "full": {"cpu": [25, 50, 75, 100], "cuda": [50, 100, 160], "neumann": [300, 600], "repeats": 7,
              "copy_MiB": 512},
 }
