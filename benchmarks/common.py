@@ -78,15 +78,21 @@ def metadata(backend: str, quick: bool) -> dict:
             "git": git_revision(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls, after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of ``fns`` over ``repeats`` rounds, after one untimed call of each.
+
+    Each round calls every function once, in turn, so that a change of the machine's load during the
+    measurement falls on all of them alike.
+    """
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, samples in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return [statistics.median(samples) for samples in times]
 
 
 def timed(fn: Callable[[], Result], repeats: int, long_run: float = 10.0) -> tuple[float, Result]:

@@ -46,7 +46,7 @@ from cryofield.stepper import StepControl, Stepper
 from cryofield.verification import planar_front_position
 
 from .cases import probe_block_case
-from .common import REPO, markdown_table, median_time, numba_threads
+from .common import REPO, markdown_table, median_times, numba_threads
 from .compare import figure
 from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
 
@@ -86,7 +86,7 @@ def copy_bandwidth(n_bytes: int = 1 << 29, repeats: int = 7) -> float:
     """Median parallel copy bandwidth (B/s), read + write counted, arrays far beyond the caches."""
     src = np.ones(n_bytes // 8)
     dst = np.empty_like(src)
-    return 2 * src.nbytes / median_time(lambda: _parallel_copy(src, dst), repeats)
+    return 2 * src.nbytes / median_times([lambda: _parallel_copy(src, dst)], repeats)[0]
 
 
 def reference_bandwidth(backend: str, mib: int, repeats: int) -> float:
@@ -117,8 +117,7 @@ def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict
                  stepper.Y[0], stepper.H, stepper.H, stepper.L0)
         be.synchronize()
 
-    t_op = median_time(operator, repeats)
-    t_stage = median_time(stage, repeats)
+    t_op, t_stage = median_times([operator, stage], repeats)
     stage_bytes = BYTES_PER_ELEMENT * e + BYTES_PER_NODE * n
     return {"cells": cells, "nodes": n, "elements": e, "operator_s": t_op, "stage_s": t_stage,
             "dof_steps_per_s": n / t_stage, "stage_bytes": stage_bytes, "stage_bandwidth_Bps": stage_bytes / t_stage}
