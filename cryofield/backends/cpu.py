@@ -1,4 +1,9 @@
-"""CPU backend: Numba-parallel kernels over elements and nodes (no atomics, deterministic)."""
+"""CPU backend: Numba-parallel loops over elements and nodes around the shared kernel bodies.
+
+The arithmetic is :mod:`cryofield.kernels`, rendered here with ``numba.njit``; this module only writes
+the ``prange`` loops. No atomics: every node gathers its elements' flows in a fixed order, so runs are
+deterministic.
+"""
 
 from __future__ import annotations
 
@@ -9,86 +14,63 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import pointwise
+from .. import kernels
 from .base import Backend, DeviceProblem
 
-_jit = njit(cache=True, inline="always")
-temperature_of = _jit(pointwise.temperature_of)
-conductivity_of = _jit(pointwise.conductivity_of)
-liquid_fraction_of = _jit(pointwise.liquid_fraction_of)
-below_fraction = _jit(pointwise.below_fraction)
+k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 
 
 @njit(parallel=True, cache=True)
-def element_flux(T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):
-    """flux[e, a] = -k_e sum_{b != a} K_ab (T_b - T_a): heat flow (W) into local node a of element e."""
+def element_flux_loop(T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):
+    """flux[e] for every element (:func:`cryofield.kernels.element_flux_at`)."""
     for e in prange(tets.shape[0]):
-        m = elem_mat[e]
-        t0, t1, t2, t3 = T[tets[e, 0]], T[tets[e, 1]], T[tets[e, 2]], T[tets[e, 3]]
-        # k_e = mean of k(T) at the four nodes, with the element's tissue
-        k = 0.25 * (conductivity_of(t0, m, k_T, k_k, k_n) + conductivity_of(t1, m, k_T, k_k, k_n)
-                    + conductivity_of(t2, m, k_T, k_k, k_n) + conductivity_of(t3, m, k_T, k_k, k_n))
-        c = edge_coef[e]
-        # w_ab = k_e K_ab (T_b - T_a), edges in fem.EDGES order
-        w01 = k * c[0] * (t1 - t0)
-        w02 = k * c[1] * (t2 - t0)
-        w03 = k * c[2] * (t3 - t0)
-        w12 = k * c[3] * (t2 - t1)
-        w13 = k * c[4] * (t3 - t1)
-        w23 = k * c[5] * (t3 - t2)
-        flux[e, 0] = -(w01 + w02 + w03)
-        flux[e, 1] = w01 - w12 - w13
-        flux[e, 2] = w02 + w12 - w23
-        flux[e, 3] = w03 + w13 + w23
+        k.element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux)
 
 
 @njit(parallel=True, cache=True)
-def node_rate(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-              fixed, robin_coef, robin_rhs, out):
-    """out_i = [sum_e flux_e,i + hA_i (T_amb - T_i)] / V_i + f_l(T_i) [P_i (T_a - T_i) + Q_i]."""
-    flat = flux.ravel()
+def node_rate_loop(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
+                   fixed, robin_coef, robin_rhs, out):
+    """out_i = dH_i/dt for every node (:func:`cryofield.kernels.node_rate_at`)."""
     for i in prange(T.shape[0]):
-        if fixed[i]:
-            out[i] = 0.0
-            continue
-        s = 0.0
-        for j in range(node_ptr[i], node_ptr[i + 1]):
-            s += flat[node_slot[j]]
-        m = node_mat[i]
-        fl = liquid_fraction_of(T[i], solidus[m], liquidus[m])
-        out[i] = (s + robin_rhs[i] - robin_coef[i] * T[i]) / lumped[i] + fl * (perfusion[i] * (Ta - T[i])
-                                                                                + metabolic[i])
+        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat,
+                                solidus, liquidus, fixed, robin_coef, robin_rhs)
 
 
 @njit(parallel=True, cache=True)
-def temperature_kernel(H, node_mat, h_T, h_H, h_n, h_slope, T):
+def node_stage_loop(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
+                    fixed, robin_coef, robin_rhs, L, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, b0, L0, h_T, h_H, h_n,
+                    h_slope):
+    """L_i = dH_i/dt, then out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i and T_out_i = T(out_i)."""
+    for i in prange(T.shape[0]):
+        L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
+                              liquidus, fixed, robin_coef, robin_rhs)
+        # L_i is read back from storage (L0 may alias L), as in the unfused apply-then-combine
+        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
+
+
+@njit(parallel=True, cache=True)
+def temperature_loop(H, node_mat, h_T, h_H, h_n, h_slope, T):
     """T_i = T(H_i)."""
     for i in prange(H.shape[0]):
-        T[i] = temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
+        T[i] = k.temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
-def combine_kernel(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope):
-    """Y = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0 (an RKL stage), then T = T(Y)."""
+def combine_loop(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope):
+    """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.combine_at`)."""
     for i in prange(out.shape[0]):
-        y = a1 * Y1[i] + a2 * Y2[i] + a0 * Y0[i] + b1 * L1[i] + b0 * L0[i]
-        out[i] = y
-        T_out[i] = temperature_of(y, node_mat[i], h_T, h_H, h_n, h_slope)
+        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
-def track_kernel(T_old, T_new, dt, T_min, thresholds, time_below):
-    """T_min = min(T_min, T_new); time_below[k] += dt * (fraction of the step with T <= threshold k)."""
+def track_loop(T_old, T_new, dt, T_min, thresholds, time_below):
+    """Running minimum and time below each threshold (:func:`cryofield.kernels.track_at`)."""
     for i in prange(T_new.shape[0]):
-        a, b = T_old[i], T_new[i]
-        if b < T_min[i]:
-            T_min[i] = b
-        for k in range(thresholds.shape[0]):
-            time_below[k, i] += dt * below_fraction(a, b, thresholds[k])
+        k.track_at(i, T_old, T_new, dt, T_min, thresholds, time_below)
 
 
 @njit(parallel=True, cache=True)
-def max_abs_difference_kernel(a, b):
+def max_abs_difference_loop(a, b):
     """max_i |a_i - b_i|."""
     m = 0.0
     for i in prange(a.shape[0]):
@@ -97,7 +79,7 @@ def max_abs_difference_kernel(a, b):
 
 
 class CpuBackend(Backend):
-    """Numba ``parallel=True`` kernels on the host; arrays are plain numpy arrays."""
+    """Numba ``parallel=True`` loops on the host; arrays are plain numpy arrays."""
 
     name = "cpu"
 
@@ -116,21 +98,29 @@ class CpuBackend(Backend):
         return np.empty(shape, dtype=dtype)
 
     def temperature(self, dp: DeviceProblem, H, T):
-        temperature_kernel(H, dp.node_mat, dp.h_T, dp.h_H, dp.h_n, dp.h_slope, T)
+        temperature_loop(H, dp.node_mat, dp.h_T, dp.h_H, dp.h_n, dp.h_slope, T)
 
     def apply_operator(self, dp: DeviceProblem, T, out):
-        element_flux(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux)
-        node_rate(T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic,
-                  dp.arterial_temperature, dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef,
-                  dp.robin_rhs, out)
+        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux)
+        node_rate_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic,
+                       dp.arterial_temperature, dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef,
+                       dp.robin_rhs, out)
 
     def combine(self, dp: DeviceProblem, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        combine_kernel(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, dp.node_mat, dp.h_T, dp.h_H, dp.h_n,
-                       dp.h_slope)
+        combine_loop(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, dp.node_mat, dp.h_T, dp.h_H, dp.h_n,
+                     dp.h_slope)
+
+    def stage(self, dp: DeviceProblem, T, L, out, T_out, coefs, Y1, Y2, Y0, L0):
+        a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
+        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux)
+        node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic,
+                        dp.arterial_temperature, dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef,
+                        dp.robin_rhs, L, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, b0, L0, dp.h_T, dp.h_H, dp.h_n,
+                        dp.h_slope)
 
     def max_abs_difference(self, a, b):
-        return float(max_abs_difference_kernel(a, b))
+        return float(max_abs_difference_loop(a, b))
 
     def track(self, T_old, T_new, dt, T_min, thresholds, time_below):
-        track_kernel(T_old, T_new, T_new.dtype.type(dt), T_min, thresholds, time_below)
+        track_loop(T_old, T_new, T_new.dtype.type(dt), T_min, thresholds, time_below)

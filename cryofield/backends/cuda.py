@@ -4,9 +4,9 @@ Work layout
 -----------
 One thread per element for the element heat flows, one thread per node for everything else; the per-node
 sum of element contributions is a gather through the node → slot incidence list, exactly as on the CPU,
-so there are no atomics and a run is deterministic and sums in the CPU's order. The scalar material laws
-are :mod:`cryofield.pointwise`, compiled here as device functions; every kernel mirrors the arithmetic of
-its twin in :mod:`cryofield.backends.cpu`.
+so there are no atomics and a run is deterministic and sums in the CPU's order. The arithmetic of every
+kernel is the shared body in :mod:`cryofield.kernels` (and the laws of :mod:`cryofield.pointwise`),
+compiled here as device functions; this module only writes the launches.
 
 Launches and host synchronisation
 ---------------------------------
@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from .. import pointwise
+from .. import kernels
 from .base import Backend, DeviceProblem
 
 #: Threads per block of the element and node kernels.
@@ -47,58 +47,25 @@ REDUCE_THREADS = 256
 #: Most blocks of the reduction; each thread strides over the rest.
 REDUCE_BLOCKS = 1024
 
-_device = cuda.jit(device=True)
-temperature_of = _device(pointwise.temperature_of)
-conductivity_of = _device(pointwise.conductivity_of)
-liquid_fraction_of = _device(pointwise.liquid_fraction_of)
-below_fraction = _device(pointwise.below_fraction)
+k = kernels.render(cuda.jit(device=True), f"{__name__}.bodies")
 
 
 @cuda.jit(cache=True)
 def element_flux_kernel(T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):
-    """flux[e, a] = -k_e sum_{b != a} K_ab (T_b - T_a): heat flow (W) into local node a; k_e = mean of k(T)."""
+    """flux[e] for one element per thread (:func:`cryofield.kernels.element_flux_at`)."""
     e = cuda.grid(1)
-    if e >= tets.shape[0]:
-        return
-    m = elem_mat[e]
-    t0, t1, t2, t3 = T[tets[e, 0]], T[tets[e, 1]], T[tets[e, 2]], T[tets[e, 3]]
-    k = 0.25 * (conductivity_of(t0, m, k_T, k_k, k_n) + conductivity_of(t1, m, k_T, k_k, k_n)
-                + conductivity_of(t2, m, k_T, k_k, k_n) + conductivity_of(t3, m, k_T, k_k, k_n))
-    w01 = k * edge_coef[e, 0] * (t1 - t0)
-    w02 = k * edge_coef[e, 1] * (t2 - t0)
-    w03 = k * edge_coef[e, 2] * (t3 - t0)
-    w12 = k * edge_coef[e, 3] * (t2 - t1)
-    w13 = k * edge_coef[e, 4] * (t3 - t1)
-    w23 = k * edge_coef[e, 5] * (t3 - t2)
-    flux[e, 0] = -(w01 + w02 + w03)
-    flux[e, 1] = w01 - w12 - w13
-    flux[e, 2] = w02 + w12 - w23
-    flux[e, 3] = w03 + w13 + w23
-
-
-@cuda.jit(device=True)
-def heat_rate(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-              fixed, robin_coef, robin_rhs):
-    """dH_i/dt = [sum_e flux_e,i + hA_i (T_amb - T_i)] / V_i + f_l(T_i) [P_i (T_a - T_i) + Q_i] (0 if fixed)."""
-    if fixed[i]:
-        return 0.0
-    s = 0.0
-    for j in range(node_ptr[i], node_ptr[i + 1]):
-        slot = node_slot[j]
-        s += flux[slot >> 2, slot & 3]
-    m = node_mat[i]
-    fl = liquid_fraction_of(T[i], solidus[m], liquidus[m])
-    return (s + robin_rhs[i] - robin_coef[i] * T[i]) / lumped[i] + fl * (perfusion[i] * (Ta - T[i]) + metabolic[i])
+    if e < tets.shape[0]:
+        k.element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux)
 
 
 @cuda.jit(cache=True)
 def node_rate_kernel(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
                      fixed, robin_coef, robin_rhs, out):
-    """out_i = dH_i/dt (:func:`heat_rate`)."""
+    """out_i = dH_i/dt (:func:`cryofield.kernels.node_rate_at`)."""
     i = cuda.grid(1)
     if i < T.shape[0]:
-        out[i] = heat_rate(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
-                           liquidus, fixed, robin_coef, robin_rhs)
+        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat,
+                                solidus, liquidus, fixed, robin_coef, robin_rhs)
 
 
 @cuda.jit(cache=True)
@@ -109,12 +76,10 @@ def node_stage_kernel(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic
     i = cuda.grid(1)
     if i >= T.shape[0]:
         return
-    L[i] = heat_rate(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-                     fixed, robin_coef, robin_rhs)
-    # L_i is read back, rounded to the storage precision as the unfused CPU path does; L0 may alias L
-    y = a1 * Y1[i] + a2 * Y2[i] + a0 * Y0[i] + b1 * L[i] + b0 * L0[i]
-    out[i] = y
-    T_out[i] = temperature_of(y, node_mat[i], h_T, h_H, h_n, h_slope)
+    L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
+                          liquidus, fixed, robin_coef, robin_rhs)
+    # L_i is read back, rounded to the storage precision as the unfused path does; L0 may alias L
+    k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
 
 
 @cuda.jit(cache=True)
@@ -122,30 +87,23 @@ def temperature_kernel(H, node_mat, h_T, h_H, h_n, h_slope, T):
     """T_i = T(H_i)."""
     i = cuda.grid(1)
     if i < H.shape[0]:
-        T[i] = temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
+        T[i] = k.temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
 
 
 @cuda.jit(cache=True)
 def combine_kernel(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope):
-    """out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L1_i + b0 L0_i (an RKL stage); T_out_i = T(out_i)."""
+    """One RKL stage's vector update and T(H) (:func:`cryofield.kernels.combine_at`)."""
     i = cuda.grid(1)
     if i < out.shape[0]:
-        y = a1 * Y1[i] + a2 * Y2[i] + a0 * Y0[i] + b1 * L1[i] + b0 * L0[i]
-        out[i] = y
-        T_out[i] = temperature_of(y, node_mat[i], h_T, h_H, h_n, h_slope)
+        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
 
 
 @cuda.jit(cache=True)
 def track_kernel(T_old, T_new, dt, T_min, thresholds, time_below):
-    """T_min_i = min(T_min_i, T_new_i); time_below[k, i] += dt * (fraction of the step with T_i <= level k)."""
+    """Running minimum and time below each threshold (:func:`cryofield.kernels.track_at`)."""
     i = cuda.grid(1)
-    if i >= T_new.shape[0]:
-        return
-    a, b = T_old[i], T_new[i]
-    if b < T_min[i]:
-        T_min[i] = b
-    for k in range(thresholds.shape[0]):
-        time_below[k, i] += dt * below_fraction(a, b, thresholds[k])
+    if i < T_new.shape[0]:
+        k.track_at(i, T_old, T_new, dt, T_min, thresholds, time_below)
 
 
 @cuda.jit(cache=True)
