@@ -20,11 +20,12 @@ import numpy as np
 from cryofield import __version__
 from cryofield.backends import get_backend
 from cryofield.case import Case
+from cryofield.driver import Timeline, drive
+from cryofield.observers import TemperatureRecorder
 from cryofield.problem import Problem
 from cryofield.runner import prepare
-from cryofield.schedule import phase_bounds
-from cryofield.steady import steady_state
-from cryofield.stepper import Stepper, StepStats
+from cryofield.schedule import build_schedule
+from cryofield.stepper import StepStats
 
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")
@@ -128,31 +129,16 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 def temperatures_at(case: Case, times: list[float], backend: str = "cpu",
                     initial: Callable[[np.ndarray], np.ndarray] | None = None
                     ) -> tuple[Problem, list[np.ndarray], StepStats]:
-    """Step ``case`` from its initial state and return the nodal temperature at each of ``times`` (s).
+    """Drive ``case`` from its initial state and return the nodal temperature at each of ``times`` (s).
 
-    Runs the stepper directly (no result files); protocol switches happen at their times. Without a
-    protocol the base boundary conditions hold throughout (e.g. a flux surface). ``initial``, a function
-    of the node coordinates (m), replaces the case's initial state.
+    The run's own driver (no result files); protocol switches happen at their times. Without a protocol
+    the base boundary conditions hold throughout (e.g. a flux surface). ``initial``, a function of the
+    node coordinates (m), replaces the case's initial state.
     """
     plan = prepare(case)
-    problem = plan.problem
-    if initial is not None:
-        T0 = initial(problem.mesh.points)
-    elif case.initial.type == "uniform":
-        T0 = np.full(problem.n_nodes, case.initial.temperature)
-    else:
-        T0 = steady_state(problem, problem.boundary_state(None), case.blood.arterial_temperature)
-    stepper = Stepper(get_backend(backend), problem, problem.enthalpy(T0), plan.control())
-    bounds = phase_bounds(case.protocol)
-    switches = [float(b) for b in bounds[1:-1] if b < max(times)]
-    found, now, current = {}, 0.0, -1
-    for end in sorted(set(times) | set(switches)):
-        phase = (min(int(np.searchsorted(bounds, now, side="right")) - 1, len(case.protocol) - 1)
-                 if case.protocol else None)
-        if phase != current:
-            stepper.set_boundaries(problem.boundary_state(None if phase is None else case.protocol[phase]))
-            current = phase
-        stepper.advance(end - now)
-        now = end
-        found[end] = stepper.temperature_host()
-    return problem, [found[t] for t in times], stepper.stats
+    # stop only at the requested times and the phase switches (each stop shortens a step)
+    timeline = Timeline(plan.timeline.phases, build_schedule(case.protocol, None, None, times, end=max(times)))
+    T0 = None if initial is None else initial(plan.problem.mesh.points)
+    recorder = TemperatureRecorder(times)
+    run = drive(timeline, plan.stepper(backend, T0), [recorder])
+    return plan.problem, recorder.fields(), run.stepper.stats

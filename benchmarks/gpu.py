@@ -38,16 +38,8 @@ accuracy
     freeze-thaw block at ``--accuracy-cells`` (temperatures, minimum temperature, time below -20 and
     -40 C, ice and injury volumes).
 
-Bytes per RKL stage (d bytes per float, 8 or 4; E elements, N nodes)
----------------------------------------------------------------------
-element_flux_kernel, per element: connectivity 4 x 4 = 16, edge coefficients 6 d, tissue id 4, flows
-    written 4 d; per node: temperature d (the corner gathers hit cache: elements are sorted by node).
-node_stage_kernel, per element: slot indices 4 x 4 = 16, flows read 4 d; per node: row pointer 8,
-    temperature d, tissue id 4, lumped volume, perfusion, metabolic heat, Robin coefficient and right-hand
-    side 5 d, fixed flag 1, rate L written d, Y1, Y2, Y0, L0 read 4 d, stage value and temperature written 2 d.
-Stage: E (36 + 14 d) + N (13 + 14 d) = 148 E + 125 N bytes in float64, 92 E + 69 N in float32.
-Step of s stages: s stages + step-size reduction 2 N d + dose tracker N (4 d + 2 K d), K = 2 thresholds.
-Material tables (a few hundred bytes) are not counted.
+Bytes per RKL stage and per step: :func:`cryofield.kernels.stage_bytes` and :func:`cryofield.kernels.step_bytes`
+(148 E + 125 N bytes a stage in float64, 92 E + 69 N in float32).
 """
 
 from __future__ import annotations
@@ -65,10 +57,12 @@ from pathlib import Path
 import numpy as np
 from numba import cuda
 
+from cryofield import kernels
 from cryofield.backends import get_backend
 from cryofield.case import load_case, parse_case
 from cryofield.io import read_result
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 from cryofield.runner import run_case
 from cryofield.stepper import StepControl, Stepper, rkl2_max_dt
 from cryofield.verification import neumann_lambda, planar_front_position
@@ -107,16 +101,6 @@ def block_case(cells: int, protocol: str = FREEZE, initial: str = "uniform", pre
 def cells_for(nodes: float) -> int:
     """Cells per side of a block with about ``nodes`` nodes."""
     return max(2, round(nodes ** (1.0 / 3.0)) - 1)
-
-
-def stage_bytes(n: int, e: int, d: int) -> int:
-    """Bytes one RKL stage moves (module docstring)."""
-    return e * (36 + 14 * d) + n * (13 + 14 * d)
-
-
-def step_bytes(n: int, e: int, d: int, stages: int) -> int:
-    """Bytes one accepted RKL2 step moves: its stages, the step-size reduction and the dose tracker."""
-    return stages * stage_bytes(n, e, d) + 2 * n * d + n * (4 * d + 2 * THRESHOLDS * d)
 
 
 def gpu_time(fn, repeats: int) -> float:
@@ -175,7 +159,7 @@ def frozen_stepper(cells: int, precision: str, backend: str = "cuda"):
     """A stepper on a ``cells``³ block after a 2 s freeze (so an ice front exists), and its build time."""
     t0 = time.perf_counter()
     case = block_case(cells, precision=precision)
-    problem = build_problem(case, load_mesh(case))
+    problem = build_problem(case, mesh_of(case))
     setup = time.perf_counter() - t0
     state = problem.boundary_state(case.protocol[0])
     control = StepControl("rkl2", 0.9 * 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed), 2.0)
@@ -218,10 +202,11 @@ def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: 
     t_snapshot = wall_time(lambda: be.to_host(stepper.T), repeats)
     return {"cells": cells, "nodes": n, "elements": e, "precision": precision, "stages": stages,
             "setup_s": setup, "operator_s": t_op, "stage_s": t_stage, "step_s": t_step,
-            "dof_steps_per_s": n * stages / t_step, "stage_bytes": stage_bytes(n, e, d),
-            "step_bytes": step_bytes(n, e, d, stages),
-            "stage_of_copy_bw": stage_bytes(n, e, d) / t_stage / copy_Bps,
-            "step_of_copy_bw": step_bytes(n, e, d, stages) / t_step / copy_Bps, "snapshot_copy_s": t_snapshot}
+            "dof_steps_per_s": n * stages / t_step, "stage_bytes": kernels.stage_bytes(n, e, d),
+            "step_bytes": kernels.step_bytes(n, e, d, stages, THRESHOLDS),
+            "stage_of_copy_bw": kernels.stage_bytes(n, e, d) / t_stage / copy_Bps,
+            "step_of_copy_bw": kernels.step_bytes(n, e, d, stages, THRESHOLDS) / t_step / copy_Bps,
+            "snapshot_copy_s": t_snapshot}
 
 
 def launch_overhead(stages: int, repeats: int) -> dict:
@@ -288,7 +273,7 @@ def _with_precision(case, precision: str):
 
 def _fixed_step_difference(case, backend: str) -> float:
     """Largest |T32 - T64| after the case's first phase when both take the same steps: round-off alone (K)."""
-    problem = build_problem(case, load_mesh(case))
+    problem = build_problem(case, mesh_of(case))
     state = problem.boundary_state(case.protocol[0])
     dt_fe = 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed)
     temps = []

@@ -17,15 +17,7 @@ Time to solution
     run on a finer mesh with smaller steps; and the Neumann case, RKL2 (adaptive) against forward Euler
     at its stability limit on the same mesh (one thread), with both front errors.
 
-Byte count of one RKL2 stage on the CPU (float64, int32 indices; E elements, N nodes)
--------------------------------------------------------------------------------------
-element_flux, per element: connectivity 16, edge coefficients 48, tissue id 4, flux written 32 = 100 B;
-    per node: temperature read once 8 B (the gathers hit cache when elements are sorted by node).
-node_rate, per element: slot index 4 x 4 = 16, flux read 32 = 48 B; per node: row pointer 8, temperature 8,
-    tissue id 4, lumped volume, perfusion, metabolic heat, Robin coefficient and right-hand side 5 x 8,
-    fixed flag 1, rate written 8 = 69 B.
-combine, per node: five vectors read 40, tissue id 4, enthalpy and temperature written 16 = 60 B.
-Total: 148 E + 137 N bytes.
+The byte count of one stage is :func:`cryofield.kernels.stage_bytes` (148 E + 125 N bytes in float64).
 """
 
 from __future__ import annotations
@@ -37,10 +29,12 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from cryofield import kernels
 from cryofield.backends import get_backend
 from cryofield.case import Case, load_case, parse_case
 from cryofield.io import read_result
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 from cryofield.runner import RunReport, run_case
 from cryofield.stepper import StepControl, Stepper
 from cryofield.verification import planar_front_position
@@ -52,8 +46,6 @@ from .verification import NEUMANN_CASE, fill_case, neumann_front_exact
 
 NAME = "performance"
 
-BYTES_PER_ELEMENT = 148
-BYTES_PER_NODE = 137
 
 BLOCK_CASE = """
 name: block
@@ -101,7 +93,7 @@ def reference_bandwidth(backend: str, mib: int, repeats: int) -> float:
 def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict:
     """Time one operator application and one full RKL2 stage on a ``cells``³ block (6 tets per cell)."""
     case = parse_case(BLOCK_CASE.format(n=cells))
-    problem = build_problem(case, load_mesh(case))
+    problem = build_problem(case, mesh_of(case))
     be = get_backend(backend)
     stepper = Stepper(be, problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)), StepControl("rkl2", 1e-3, 1.0))
     stepper.set_boundaries(problem.boundary_state(case.protocol[0]))
@@ -118,7 +110,7 @@ def stage_throughput(cells: int, repeats: int = 5, backend: str = "cpu") -> dict
         be.synchronize()
 
     t_op, t_stage = median_times([operator, stage], repeats)
-    stage_bytes = BYTES_PER_ELEMENT * e + BYTES_PER_NODE * n
+    stage_bytes = kernels.stage_bytes(n, e, 8)
     return {"cells": cells, "nodes": n, "elements": e, "operator_s": t_op, "stage_s": t_stage,
             "dof_steps_per_s": n / t_stage, "stage_bytes": stage_bytes, "stage_bandwidth_Bps": stage_bytes / t_stage}
 

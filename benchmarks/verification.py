@@ -31,7 +31,8 @@ import numpy as np
 
 from cryofield.case import Case, parse_case
 from cryofield.fem import gradients_and_volumes
-from cryofield.problem import Problem, build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import Problem, build_problem
 from cryofield.steady import steady_state
 from cryofield.verification import (
     h1_seminorm_error,
@@ -128,10 +129,10 @@ L2_NORM = {"L2": "L2 norm of T_h - T over sqrt(volume) (K)"}
 H1_NORM = {"H1": "L2 norm of grad(T_h - T) over sqrt(volume) (K/m)"}
 
 
-def neumann_front(cells: int) -> tuple[Problem, dict[str, float]]:
+def neumann_front(cells: int, backend: str = "cpu") -> tuple[Problem, dict[str, float]]:
     """Front errors (:func:`front_errors`) of the Neumann problem on a ``cells``-long slab (default steps)."""
     case = fill_case(NEUMANN_CASE, n=cells)
-    problem, temps, _ = temperatures_at(case, FRONT_TIMES)
+    problem, temps, _ = temperatures_at(case, FRONT_TIMES, backend)
     return problem, front_errors(problem.mesh.points, temps, neumann_front_exact(case, FRONT_TIMES))
 
 
@@ -143,12 +144,12 @@ def neumann_front_exact(case: Case, times: list[float], surface: float = -88.0) 
     return [2 * lam * np.sqrt(mat.conductivity_frozen / mat.heat_capacity_frozen * t) for t in times]
 
 
-def neumann_planar(mode: str) -> dict:
+def neumann_planar(mode: str, backend: str = "cpu") -> dict:
     """Two-phase planar freezing: the front against X = 2 λ sqrt(α_s t)."""
     t0 = time.perf_counter()
     h, nodes, errors = [], [], {k: [] for k in FRONT_NORMS}
     for cells in SIZES[mode]["neumann"]:
-        problem, e = neumann_front(cells)
+        problem, e = neumann_front(cells, backend)
         h.append(30e-3 / cells)
         nodes.append(problem.n_nodes)
         for k in FRONT_NORMS:
@@ -199,7 +200,7 @@ def pennes_sphere_study(sizes: list[float]) -> dict:
     h, nodes, errors = [], [], []
     for size in sizes:
         case = sphere_case(size)
-        problem = build_problem(case, load_mesh(case))
+        problem = build_problem(case, mesh_of(case))
         h.append(mesh_size(problem.mesh.points, problem.mesh.tets))
         nodes.append(problem.n_nodes)
         errors.append(steady_error(problem, sphere_exact))
@@ -208,7 +209,7 @@ def pennes_sphere_study(sizes: list[float]) -> dict:
                  "element size grows from h at the sphere to 3h at the outer surface")
 
 
-def pennes_sphere_series(mode: str) -> dict:
+def pennes_sphere_series(mode: str, backend: str = "cpu") -> dict:
     return pennes_sphere_study(SIZES[mode]["sphere"])
 
 
@@ -223,7 +224,7 @@ boundaries:
 """
 
 
-def pennes_cylinder_series(mode: str) -> dict:
+def pennes_cylinder_series(mode: str, backend: str = "cpu") -> dict:
     """Steady Pennes around a cylinder r0 = 5 mm at 10 °C: a quarter annulus to 25 mm, one layer thick in z."""
     t0 = time.perf_counter()
     r0, r1, theta0 = 5e-3, 25e-3, 10.0 - TA_STAR
@@ -238,7 +239,7 @@ def pennes_cylinder_series(mode: str) -> dict:
             mesh = annular_sector(r0, r1, np.pi / 2, 1e-3, n, n)
             path = write_case_mesh(mesh, Path(tmp), f"cylinder_{n}")
             case = fill_case(CYLINDER_CASE, mesh=path, T_outer=T_outer)
-            problem = build_problem(case, load_mesh(case))
+            problem = build_problem(case, mesh_of(case))
             h.append((r1 - r0) / n)
             nodes.append(problem.n_nodes)
             errors.append(steady_error(problem, exact))
@@ -261,7 +262,7 @@ solver: {{max_dt: {max_dt}, max_change: {max_change}}}
 """
 
 
-def pennes_1d_step_series(mode: str) -> dict:
+def pennes_1d_step_series(mode: str, backend: str = "cpu") -> dict:
     """The face of a 20 mm slab at basal 37 °C (no metabolism) steps to 10 °C; the profile at 60 s.
 
     Space and time are refined together: max_dt and max_change scale with h (2 s and 10 K at 25 cells).
@@ -277,7 +278,7 @@ def pennes_1d_step_series(mode: str) -> dict:
     for n in SIZES[mode]["step"]:
         scale = 25 / n
         case = fill_case(STEP_CASE, n=n, max_dt=2.0 * scale, max_change=10.0 * scale)
-        problem, (T,), _ = temperatures_at(case, [60.0])
+        problem, (T,), _ = temperatures_at(case, [60.0], backend)
         h.append(20e-3 / n)
         nodes.append(problem.n_nodes)
         errors.append(rms_error(problem.mesh.points, problem.mesh.tets, T, exact))
@@ -310,7 +311,7 @@ def manufactured_study(cells: list[int]) -> dict:
     h, nodes, l2, h1 = [], [], [], []
     for n in cells:
         case = fill_case(MMS_CASE, n=n)
-        problem = build_problem(case, load_mesh(case))
+        problem = build_problem(case, mesh_of(case))
         x = problem.mesh.points
         P = GENERIC["perfusion"] * (1.0 + 0.8 * np.sin(np.pi * x[:, 0] / MMS_LENGTH) * np.cos(np.pi * x[:, 1] / (2 * MMS_LENGTH)))
         problem.perfusion = P
@@ -329,7 +330,7 @@ def manufactured_study(cells: list[int]) -> dict:
                  time.perf_counter() - t0, "structured cube, n³ cells of six tetrahedra; lumped source")
 
 
-def manufactured_series(mode: str) -> dict:
+def manufactured_series(mode: str, backend: str = "cpu") -> dict:
     return manufactured_study(SIZES[mode]["manufactured"])
 
 
@@ -360,7 +361,7 @@ def line_sink_start(props: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarr
     return lambda x: line_sink_temperature(np.hypot(x[:, 0], x[:, 1]), p["start"], p["Q"], *props)
 
 
-def line_sink_series(mode: str) -> dict:
+def line_sink_series(mode: str, backend: str = "cpu") -> dict:
     """Freezing around a line sink of 300 W/m: a 0.2 mm probe drawing Q/(2π r_p) through a thin sector.
 
     The front against R = 2 λ sqrt(α_s t) (Carslaw & Jaeger §11.2). The run starts at t = 5 s from the
@@ -379,7 +380,7 @@ def line_sink_series(mode: str) -> dict:
             path = write_case_mesh(mesh, Path(tmp), f"line_sink_{n}")
             case = fill_case(LINE_SINK_CASE, mesh=path, flux=-p["Q"] / (2 * np.pi * p["r_probe"]))
             props = line_sink_properties(case)
-            problem, temps, _ = temperatures_at(case, times, initial=line_sink_start(props))
+            problem, temps, _ = temperatures_at(case, times, backend, initial=line_sink_start(props))
             lam = line_sink_lambda(p["Q"], *props)
             exact = [2 * lam * np.sqrt(props[0] / props[2] * t) for t in FRONT_TIMES]
             e = front_errors(problem.mesh.points, temps, exact)
@@ -398,10 +399,10 @@ STUDIES = [neumann_planar, pennes_sphere_series, pennes_cylinder_series, pennes_
 
 
 def run(quick: bool, backend: str = "cpu") -> dict:
-    """Every study of the suite (``backend`` runs the transient studies; the steady ones solve on the host)."""
+    """Every study of the suite on ``backend`` (the transient studies step on it; the steady ones are host solves)."""
     mode = "quick" if quick else "full"
     with numba_threads(1):
-        return {"records": [s(mode) for s in STUDIES]}
+        return {"records": [s(mode, backend) for s in STUDIES]}
 
 
 def tables(result: dict) -> str:

@@ -30,78 +30,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from . import boundaries
+from .boundaries import Params
 from .errors import InputError
 from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
-from .mesh.phantom import TISSUE_OF, PhantomSpec
-from .mesh.placement import ProbePlacement
-
-ABSOLUTE_ZERO_C = -273.15
-
-
-class Strict(BaseModel):
-    """Base for every case section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-Temperature = Annotated[float, Field(gt=ABSOLUTE_ZERO_C, lt=1000.0)]
-Duration = Annotated[float, Field(gt=0.0)]
-
-
-class SlabGenerator(Strict):
-    """A structured box (lengths in ``mesh.units``); surfaces ``xmin``..``zmax``, region ``tissue``."""
-
-    kind: Literal["slab"]
-    size: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
-    cells: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
-
-
-class SphereShellGenerator(Strict):
-    """An octant of a spherical shell meshed by Gmsh; surfaces ``inner``, ``outer``, ``symmetry``."""
-
-    kind: Literal["sphere_octant_shell"]
-    inner_radius: Annotated[float, Field(gt=0)]
-    outer_radius: Annotated[float, Field(gt=0)]
-    size_inner: Annotated[float, Field(gt=0)]
-    size_outer: Annotated[float, Field(gt=0)]
-
-    @model_validator(mode="after")
-    def _radii(self):
-        if self.outer_radius <= self.inner_radius:
-            raise ValueError("outer_radius must exceed inner_radius")
-        return self
-
-
-Generator = Annotated[Union[SlabGenerator, SphereShellGenerator], Field(discriminator="kind")]
-
-
-class MeshSpec(Strict):
-    """Where the mesh comes from and how its tags are named.
-
-    ``phantom``: the occipital phantom (:mod:`cryofield.mesh.phantom`), generated with the case's
-    probe placements carved out and cached; its lengths are millimetres.
-    """
-
-    file: str | None = None
-    generate: Generator | None = None
-    phantom: PhantomSpec | None = None
-    units: Literal["mm", "m"] = "mm"
-    regions: dict[str, int] | None = None
-    surfaces: dict[str, int] | None = None
-    tag_array: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if sum(x is not None for x in (self.file, self.generate, self.phantom)) != 1:
-            raise ValueError("give exactly one of 'file', 'generate' or 'phantom'")
-        if self.phantom is not None and self.units != "mm":
-            raise ValueError("the phantom is specified in millimetres: use units: mm")
-        return self
+from .meshspec import GENERATOR_KINDS, TISSUE_OF, MeshSpec, ProbePlacement, Strict
+from .quantities import Duration, Temperature
 
 
 class TissueSpec(Strict):
@@ -111,6 +50,9 @@ class TissueSpec(Strict):
     """
 
     library: str | None = None
+    #: What the region is for the clinical summary and the pictures; unset, the library entry or the region's
+    #: name decides (see :mod:`cryofield.roles`).
+    role: Literal["skin", "fat", "muscle", "bone", "nerve", "artery", "tissue"] | None = None
     density: Annotated[float, Field(ge=100, le=25000)] | None = None
     specific_heat: Annotated[float, Field(ge=100, le=10000)] | None = None
     conductivity: Annotated[float, Field(gt=0, le=100)] | None = None
@@ -143,7 +85,7 @@ class TissueSpec(Strict):
     def material(self, name: str) -> Material:
         """The resolved :class:`Material`."""
         values = dict(TISSUE_LIBRARY[self.library]) if self.library else {}
-        values.update(self.model_dump(exclude={"library"}, exclude_none=True))
+        values.update(self.model_dump(exclude={"library", "role"}, exclude_none=True))
         required = ["density", "specific_heat", "conductivity", "conductivity_frozen", "heat_capacity_frozen",
                     "latent_heat", "perfusion", "metabolic_heat"]
         missing = [k for k in required if k not in values]
@@ -171,23 +113,44 @@ class BloodSpec(Strict):
         return self.density * self.specific_heat
 
 
-class ProbeSpec(Strict):
+class ModelKeys(Strict):
+    """A section whose remaining keys belong to a boundary model (:mod:`cryofield.boundaries`).
+
+    The model's own schema validates them; after validation they hold every key of the model, defaults
+    filled in, so the stored case says exactly what ran.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    _params: Params = PrivateAttr()
+
+    @property
+    def params(self) -> Params:
+        """The model's validated parameters."""
+        return self._params
+
+    def _validate_model_keys(self, role: str, kind: str) -> None:
+        self._params = boundaries.parse_params(role, kind, dict(self.model_extra or {}))
+        self.__pydantic_extra__ = self._params.model_dump()
+
+
+class ProbeSpec(ModelKeys):
     """A cryoprobe: a tagged surface of the mesh driven by the protocol.
 
-    ``fixed``: the surface is held at the phase temperature. ``convective``: the surface exchanges heat
-    with the cryogen, ``-k dT/dn = h (T - T_phase)``. With a phantom mesh, ``placement`` (gauge,
-    active length and pose, :mod:`cryofield.mesh.placement`) embeds the needle in the mesh; its
-    surface is then ``NAME_active`` (and its insulated shaft ``NAME_shaft``).
+    ``model`` names a registered probe model (:mod:`cryofield.boundaries.probes`), whose keys sit beside
+    it: ``fixed`` holds the surface at the phase temperature; ``convective`` exchanges heat with the
+    cryogen, ``-k dT/dn = h (T - T_phase)`` (key ``heat_transfer_coefficient``). With a phantom mesh,
+    ``placement`` (gauge, active length and pose, :mod:`cryofield.meshspec`) embeds the needle in the mesh;
+    its surface is then ``NAME_active`` (and its insulated shaft ``NAME_shaft``).
     """
 
     name: str
     surface: str | None = None
     placement: ProbePlacement | None = None
-    model: Literal["fixed", "convective"] = "fixed"
-    heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] = 3000.0
+    model: str = "fixed"
 
     @model_validator(mode="after")
     def _surface(self):
+        self._validate_model_keys("probe", self.model)
         if self.placement is None and self.surface is None:
             raise ValueError("give the probe's 'surface' (a tagged surface of the mesh) or its 'placement'")
         if self.placement is not None:
@@ -244,34 +207,21 @@ class InitialSpec(Strict):
     temperature: Temperature = 37.0
 
 
-class BoundarySpec(Strict):
-    """A boundary condition on a tagged surface. Surfaces not listed are insulated.
+class BoundarySpec(ModelKeys):
+    """A condition on a tagged surface, in force all the time. Surfaces not listed are insulated.
 
-    ``flux``: a constant heat flux ``heat_flux`` (W/m²) into the tissue through the surface, negative when
-    heat is drawn out (e.g. a constant-power probe; the line heat sink of PHYSICS.md §7), always on.
+    ``type`` names a registered surface model (:mod:`cryofield.boundaries.surfaces`), whose keys sit
+    beside it: ``fixed`` (``temperature``), ``insulated``, ``convection`` (``heat_transfer_coefficient``,
+    ``temperature``; default still room air) and ``flux`` (``heat_flux``, W/m² into the tissue, negative
+    when heat is drawn out, e.g. the line heat sink of docs/physics.md §7).
     """
 
     surface: str
-    type: Literal["fixed", "insulated", "convection", "flux"]
-    temperature: Temperature | None = None
-    heat_transfer_coefficient: Annotated[float, Field(gt=0, le=1e6)] | None = None
-    heat_flux: Annotated[float, Field(ge=-1e7, le=1e7)] | None = None
+    type: str
 
     @model_validator(mode="after")
-    def _complete(self):
-        if self.type == "fixed" and self.temperature is None:
-            raise ValueError("a fixed boundary needs a temperature")
-        if (self.type == "flux") != (self.heat_flux is not None):
-            raise ValueError("heat_flux (W/m²) is given with, and only with, a flux boundary")
-        if self.type == "flux" and (self.temperature is not None or self.heat_transfer_coefficient):
-            raise ValueError("a flux boundary takes no temperature or heat_transfer_coefficient")
-        if self.type == "convection":
-            if self.temperature is None:
-                self.temperature = 22.0  # room air
-            if self.heat_transfer_coefficient is None:
-                self.heat_transfer_coefficient = 8.0  # still air on skin, 5-10 W/m²/K
-        if self.type == "insulated" and (self.temperature is not None or self.heat_transfer_coefficient):
-            raise ValueError("an insulated boundary takes no temperature or heat_transfer_coefficient")
+    def _model_keys(self):
+        self._validate_model_keys("surface", self.type)
         return self
 
 
@@ -417,8 +367,11 @@ def parse_case(text: str, source: str = "<string>", base_dir: Path | str = ".") 
 
 
 def _error_key(exc: ValidationError) -> str:
-    loc = [str(p) for p in exc.errors()[0]["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-    return ".".join(p for p in loc if p not in ("slab", "sphere_octant_shell")) or "(top level)"
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    if err["type"] == "boundary_model":  # a boundary model's own schema names the key inside the section
+        loc.append(err["ctx"]["key"])
+    return ".".join(p for p in loc if p not in GENERATOR_KINDS) or "(top level)"
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -427,7 +380,7 @@ def _first_error(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-    if err["type"] not in ("extra_forbidden", "value_error", "missing") and "input" in err:
+    if err["type"] not in ("extra_forbidden", "value_error", "missing", "boundary_model") and "input" in err:
         msg += f" (got {err['input']!r})"
     return msg + extra
 

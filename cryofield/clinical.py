@@ -1,21 +1,22 @@
 """The clinical reading of a run: did the nerve freeze enough, over enough length, and what else froze.
 
-Inputs are the per-node minimum temperature over the run and the mesh metadata's nerve centrelines
-(``Mesh.metadata``, as the occipital phantom writes them). Regions play roles by their tissue: library
-``nerve`` with a centreline is a nerve, ``blood`` with a centreline a vessel, ``skin`` the skin.
+Inputs are the per-node minimum temperature over the run and the run's :class:`~cryofield.roles.RoleTable`
+(stored in the result): regions of role ``nerve`` are the nerves, measured along the table's centrelines,
+``artery`` the vessels, ``skin`` the skin; the table's :class:`~cryofield.roles.Thresholds` are the levels.
+The pictures (:mod:`cryofield.viz`) read the same table, so the printed and drawn roles and lengths agree.
 
-Lesion length along a nerve (PHYSICS.md §4), exact for the P1 field (:class:`NerveLesion`): for a
+Lesion length along a nerve (docs/physics.md §4), exact for the P1 field (:class:`NerveLesion`): for a
 threshold ``c``,
 
 * ``whole_section``: the length of nerve over which the *whole* cross-section reached ``c``, i.e. over
   which all axons were exposed: the length that blocks conduction;
 * ``any_part``: the length over which *some* of the cross-section reached ``c`` (the lesion's extent).
 
-Thresholds are −20 °C (onset of axonotmesis, Sunderland II) and −40 °C. A durable block needs a
-whole-section lesion of at least :data:`DURABLE_BLOCK_MM` at −20 °C. Skin and vessels report their
-minimum temperature and whether they froze (reached their tissue's liquidus, the edge of the ice);
-vessels also whether they reached :data:`THROMBOSIS_C`. The pictures (:mod:`cryofield.viz`) use the same
-measure, so the printed and drawn lengths agree.
+Lengths are measured at each of ``Thresholds.lesion_c`` (−20 °C, the onset of axonotmesis, and −40 °C).
+A durable block needs a whole-section lesion of at least ``Thresholds.durable_block_mm`` at the first level.
+Skin and vessels report their minimum temperature and whether they froze (reached their tissue's
+liquidus, the edge of the ice); the skin also whether it reached ``Thresholds.melanocyte_c``, vessels
+whether they reached ``Thresholds.thrombosis_c``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-THRESHOLDS_C = (-20.0, -40.0)
-DURABLE_BLOCK_MM = 4.0
-THROMBOSIS_C = -15.0  # vessels thrombose at -15 to -20 °C (PHYSICS.md §4)
+from .roles import RoleTable
+
+
 def clinical_summary(points: np.ndarray, tets: np.ndarray, elem_region: np.ndarray, region_names: list[str],
-                     min_temperature: np.ndarray, metadata: dict, library: dict[str, str | None],
+                     min_temperature: np.ndarray, roles: RoleTable,
                      liquidus: dict[str, float]) -> dict | None:
-    """The clinical block of the run summary, or None when the mesh has no nerve centreline.
+    """The clinical block of the run summary, or None when no region is a nerve with a centreline.
 
     Parameters
     ----------
@@ -38,37 +39,42 @@ def clinical_summary(points: np.ndarray, tets: np.ndarray, elem_region: np.ndarr
         The mesh (metres) and each tetrahedron's index into ``region_names``.
     min_temperature
         (N,) minimum temperature over the run at each node (°C).
-    metadata
-        ``Mesh.metadata`` with ``centerlines`` (metres).
-    library, liquidus
-        Per region: its tissue library entry (or None for a custom tissue) and its liquidus (°C).
+    roles
+        The run's role table: which regions are nerves, vessels and skin, the nerves' centrelines and the
+        thresholds (recorded in the output under ``thresholds``).
+    liquidus
+        Per region: its tissue's liquidus (°C).
     """
-    centerlines = {k: np.asarray(v, float) for k, v in metadata.get("centerlines", {}).items()}
-    nerves = [r for r in region_names if library.get(r) == "nerve" and len(centerlines.get(r, [])) >= 2]
+    limits = roles.thresholds
+    nerves = [r for r in roles.regions_with("nerve") if len(roles.centrelines.get(r, [])) >= 2]
     if not nerves:
         return None
     node_sets = {r: np.unique(tets[elem_region == i]) for i, r in enumerate(region_names)}
-    out: dict = {"thresholds_C": list(THRESHOLDS_C), "durable_block_mm": DURABLE_BLOCK_MM, "nerves": {}}
-    lesion = NerveLesion(points, tets, elem_region, region_names, centerlines, nerves)
-    by_level = {c: lesion(min_temperature, c) for c in THRESHOLDS_C}
+    out: dict = {"thresholds": limits.to_dict(), "thresholds_C": list(limits.lesion_c),
+                 "durable_block_mm": limits.durable_block_mm, "nerves": {}}
+    lesion = NerveLesion(points, tets, elem_region, region_names, roles.centrelines, nerves)
+    by_level = {c: lesion(min_temperature, c) for c in limits.lesion_c}
     for nerve in nerves:
         lengths = {f"{c:g}": {"whole_section_mm": by_level[c][nerve].whole * 1e3,
-                              "any_part_mm": by_level[c][nerve].any_part * 1e3} for c in THRESHOLDS_C}
+                              "any_part_mm": by_level[c][nerve].any_part * 1e3} for c in limits.lesion_c}
         out["nerves"][nerve] = {
             "min_temperature_C": float(min_temperature[node_sets[nerve]].min()),
             "lesion_length": lengths,
-            "durable_block": lengths[f"{THRESHOLDS_C[0]:g}"]["whole_section_mm"] >= DURABLE_BLOCK_MM,
+            "durable_block": lengths[f"{limits.injury_c:g}"]["whole_section_mm"] >= limits.durable_block_mm,
+            "centreline": roles.centreline_source[nerve],
         }
-    skin = [r for r in region_names if library.get(r) == "skin"]
+    skin = [r for r in roles.regions_with("skin") if len(node_sets[r])]
     if skin:
         t_min = min(float(min_temperature[node_sets[r]].min()) for r in skin)
-        out["skin"] = {"min_temperature_C": t_min, "froze": t_min <= min(liquidus[r] for r in skin)}
-    vessels = [r for r in region_names if library.get(r) == "blood" and r in centerlines]
+        out["skin"] = {"min_temperature_C": t_min, "froze": t_min <= min(liquidus[r] for r in skin),
+                       "melanocyte_damage": t_min <= limits.melanocyte_c}
     out["vessels"] = {}
-    for vessel in vessels:
+    for vessel in roles.regions_with("artery"):
+        if not len(node_sets[vessel]):
+            continue
         t_min = float(min_temperature[node_sets[vessel]].min())
         out["vessels"][vessel] = {"min_temperature_C": t_min, "froze": t_min <= liquidus[vessel],
-                                  "thrombosis_risk": t_min <= THROMBOSIS_C}
+                                  "thrombosis_risk": t_min <= limits.thrombosis_c}
     return out
 
 

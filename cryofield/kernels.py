@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable
 
 from . import pointwise
+
 # The bodies call the laws by these names; :func:`render` rebinds them to each backend's compiled versions.
 from .pointwise import below_fraction, conductivity_of, liquid_fraction_of, temperature_of  # noqa: F401
 

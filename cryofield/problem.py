@@ -19,38 +19,21 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from . import fem
-from .case import Case, PhaseSpec
+from . import boundaries, fem
+from .boundaries import BoundarySet, BoundaryState, Surface
+from .case import Case
 from .errors import InputError
 from .materials import Material, MaterialTables, build_tables, maximum_conductivity, minimum_capacity
-from .mesh import Mesh, read_mesh
-from .mesh import generators
-from .mesh.anatomy import AnatomyError
-from .mesh.checks import check_mesh
-from .mesh.io import UNIT_SCALE
-from .mesh.phantom import phantom_mesh
-from .mesh.placement import Placement
-
-
-@dataclass
-class BoundaryState:
-    """Boundary conditions in force during one phase, as nodal arrays."""
-
-    fixed: np.ndarray  # (N,) bool: node held at a fixed temperature
-    fixed_temperature: np.ndarray  # (N,) °C where fixed
-    robin_coef: np.ndarray  # (N,) W/K: lumped h*A
-    robin_rhs: np.ndarray  # (N,) W: lumped h*A*T_ambient plus imposed heat flux q*A
+from .mesh import Mesh
+from .schedule import Phase
 
 
 @dataclass
 class Probe:
-    """A probe's surface nodes and model, as the solver sees it."""
+    """A probe as the outputs see it: its name and the nodes of its active surface."""
 
     name: str
     nodes: np.ndarray
-    area: np.ndarray  # lumped area per node (m²)
-    model: str
-    h: float
 
 
 @dataclass
@@ -72,7 +55,7 @@ class Problem:
     tables: MaterialTables
     node_ptr: np.ndarray  # (N+1,) incidence CSR: slots of node i are node_slot[node_ptr[i]:node_ptr[i+1]]
     node_slot: np.ndarray  # (4E,) slot = 4*element + local node
-    base: BoundaryState
+    boundaries: BoundarySet
     probes: list[Probe] = field(default_factory=list)
 
     @property
@@ -83,21 +66,9 @@ class Problem:
     def n_elems(self) -> int:
         return self.mesh.n_tets
 
-    def boundary_state(self, phase: PhaseSpec | None) -> BoundaryState:
-        """Boundary arrays during ``phase`` (None: probes off, as for the basal state)."""
-        state = BoundaryState(self.base.fixed.copy(), self.base.fixed_temperature.copy(),
-                              self.base.robin_coef.copy(), self.base.robin_rhs.copy())
-        t_probe = phase.probe_temperature if phase is not None else None
-        if t_probe is None:
-            return state
-        for probe in self.probes:
-            if probe.model == "fixed":
-                state.fixed[probe.nodes] = True
-                state.fixed_temperature[probe.nodes] = t_probe
-            else:
-                state.robin_coef[probe.nodes] += probe.h * probe.area
-                state.robin_rhs[probe.nodes] += probe.h * probe.area * t_probe
-        return state
+    def boundary_state(self, phase: Phase | None, t: float = 0.0) -> BoundaryState:
+        """Boundary arrays at ``t`` during ``phase`` (None: probes off, as for the basal state)."""
+        return self.boundaries.state(phase, t)
 
     def enthalpy(self, T: np.ndarray) -> np.ndarray:
         """Nodal H(T) with each node's own enthalpy law."""
@@ -141,50 +112,6 @@ class Problem:
         return float(rho[free].max()) if free.any() else 0.0
 
 
-def load_mesh(case: Case) -> Mesh:
-    """The case's mesh, read or generated, checked, in metres."""
-    spec = case.mesh
-    scale = UNIT_SCALE[spec.units]
-    if spec.generate is not None:
-        gen = spec.generate
-        if gen.kind == "slab":
-            mesh = generators.slab(gen.size, gen.cells, scale)
-        else:
-            mesh = generators.sphere_octant_shell(gen.inner_radius, gen.outer_radius, gen.size_inner,
-                                                  gen.size_outer, scale)
-        if spec.regions is not None or spec.surfaces is not None:
-            raise InputError("a generated mesh names its own regions and surfaces; remove regions/surfaces",
-                             source=case.source, key="mesh")
-    elif spec.phantom is not None:
-        mesh = _phantom(case)
-    else:
-        path = case.resolve(spec.file)
-        try:
-            mesh = read_mesh(path, spec.units, spec.regions, spec.surfaces, spec.tag_array)
-        except InputError as exc:
-            exc.source = exc.source or case.source
-            raise
-    return check_mesh(mesh, spec.units)
-
-
-def _phantom(case: Case) -> Mesh:
-    """The case's occipital phantom with its placed probes (generated once, then from the cache)."""
-    spec = case.mesh
-    if spec.regions is not None or spec.surfaces is not None:
-        raise InputError("the phantom names its own regions and surfaces; remove regions/surfaces",
-                         source=case.source, key="mesh")
-    placements = {p.name: p.placement for p in case.probes if p.placement is not None}
-    try:
-        mesh, _ = phantom_mesh(spec.phantom, placements)
-    except Placement as exc:
-        index = next(i for i, p in enumerate(case.probes) if p.name == exc.probe)
-        raise InputError(f"probe '{exc.probe}' cannot be placed: {exc}", source=case.source,
-                         key=f"probes.{index}.placement") from exc
-    except AnatomyError as exc:
-        raise InputError(str(exc), source=case.source, key="mesh.phantom.anatomy") from exc
-    return mesh
-
-
 def build_problem(case: Case, mesh: Mesh) -> Problem:
     """Assemble the :class:`Problem` for ``case`` on ``mesh`` (checks that names match first)."""
     _check_names(case, mesh)
@@ -211,9 +138,9 @@ def build_problem(case: Case, mesh: Mesh) -> Problem:
         edge_coef=fem.edge_coefficients(mesh.points, mesh.tets), lumped=lumped, perfusion=perfusion,
         metabolic=metabolic, arterial_temperature=case.blood.arterial_temperature, tables=build_tables(materials),
         node_ptr=node_ptr.astype(np.int64), node_slot=order.astype(np.int64),
-        base=_base_boundaries(case, mesh),
+        boundaries=_boundary_models(case, mesh),
+        probes=[Probe(p.name, mesh.surface_nodes(p.surface)) for p in case.probes],
     )
-    problem.probes = [_probe(mesh, p) for p in case.probes]
     return problem
 
 
@@ -264,24 +191,13 @@ def _renumber(mesh: Mesh, perm: np.ndarray) -> Mesh:
                 surfaces=mesh.surfaces, source=mesh.source, notes=mesh.notes, metadata=mesh.metadata)
 
 
-def _base_boundaries(case: Case, mesh: Mesh) -> BoundaryState:
-    n = mesh.n_nodes
-    state = BoundaryState(np.zeros(n, bool), np.zeros(n), np.zeros(n), np.zeros(n))
-    for bc in case.boundaries:
-        if bc.type == "fixed":
-            nodes = mesh.surface_nodes(bc.surface)
-            state.fixed[nodes] = True
-            state.fixed_temperature[nodes] = bc.temperature
-        elif bc.type == "convection":
-            area = fem.lumped_facet_areas(mesh.points, mesh.surface_facets(bc.surface), n)
-            state.robin_coef += bc.heat_transfer_coefficient * area
-            state.robin_rhs += bc.heat_transfer_coefficient * area * bc.temperature
-        elif bc.type == "flux":
-            state.robin_rhs += bc.heat_flux * fem.lumped_facet_areas(mesh.points, mesh.surface_facets(bc.surface), n)
-    return state
+def _boundary_models(case: Case, mesh: Mesh) -> BoundarySet:
+    """The registered model of every boundary and probe of the case, on its surface (boundaries first)."""
+    def surface(name: str) -> Surface:
+        facets = mesh.surface_facets(name)
+        nodes = mesh.surface_nodes(name)
+        return Surface(name, nodes, fem.lumped_facet_areas(mesh.points, facets, mesh.n_nodes)[nodes], facets)
 
-
-def _probe(mesh: Mesh, spec) -> Probe:
-    area = fem.lumped_facet_areas(mesh.points, mesh.surface_facets(spec.surface), mesh.n_nodes)
-    nodes = mesh.surface_nodes(spec.surface)
-    return Probe(name=spec.name, nodes=nodes, area=area[nodes], model=spec.model, h=spec.heat_transfer_coefficient)
+    models = [boundaries.build("surface", bc.type, bc.params, surface(bc.surface)) for bc in case.boundaries]
+    models += [boundaries.build("probe", p.model, p.params, surface(p.surface)) for p in case.probes]
+    return BoundarySet(models, mesh.n_nodes)

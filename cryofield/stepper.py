@@ -12,12 +12,15 @@ solve; measured in ``benchmarks/`` against forward Euler, which the ``euler`` sc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .backends.base import Backend
-from .problem import BoundaryState, Problem
+from .boundaries import BoundaryState
+from .problem import Problem
 
 
 def rkl2_coefficients(s: int) -> np.ndarray:
@@ -105,7 +108,7 @@ class StepControl:
 
 
 class Stepper:
-    """Advances nodal enthalpy on a backend; keeps running minimum temperature and time-below-threshold.
+    """Advances nodal enthalpy on a backend through absolute simulated time.
 
     Parameters
     ----------
@@ -117,15 +120,16 @@ class Stepper:
         Scheme and step-size control.
     dtype
         ``np.float64`` or ``np.float32``.
-    thresholds
-        Temperatures (°C) for which time spent below is accumulated per node.
+    t0
+        Simulated time of ``H0`` (s).
     """
 
     def __init__(self, backend: Backend, problem: Problem, H0: np.ndarray, control: StepControl,
-                 dtype=np.float64, thresholds: list[float] | tuple[float, ...] = (-20.0, -40.0)):
+                 dtype=np.float64, t0: float = 0.0):
         self.backend, self.problem, self.dtype = backend, problem, np.dtype(dtype)
-        self.control, self.dt = control, control.stable_dt
+        self.control, self.dt, self.t = control, control.stable_dt, float(t0)
         self.dp = backend.load(problem, self.dtype)
+        backend.upload_boundaries(self.dp, problem.boundary_state(None), self.dtype)  # until the driver sets a phase
         n = problem.n_nodes
         self.H = backend.to_device(H0.astype(self.dtype))
         self.T = backend.empty(n, self.dtype)
@@ -134,14 +138,16 @@ class Stepper:
         self.Y = [backend.empty(n, self.dtype) for _ in range(3)]
         self.T_stage = [backend.empty(n, self.dtype) for _ in range(2)]
         self.L0, self.L = backend.empty(n, self.dtype), backend.empty(n, self.dtype)
-        self.T_min = backend.to_device(backend.to_host(self.T))
-        self.thresholds = backend.to_device(np.asarray(thresholds, self.dtype))
-        self.time_below = backend.to_device(np.zeros((len(thresholds), n), self.dtype))
         self.stats = StepStats()
 
-    def set_boundaries(self, state: BoundaryState) -> None:
-        """Switch boundary conditions (a protocol phase change); fixed nodes jump to their temperature."""
-        self.dt = self.control.stable_dt  # the jump starts a fast transient: restart from small steps
+    def set_boundaries(self, state: BoundaryState, restart: bool = True) -> None:
+        """Make ``state`` the boundary conditions; fixed nodes jump to their temperature.
+
+        ``restart`` (a protocol phase change) starts again from the stable step: the jump starts a fast
+        transient. A model's update between steps passes False and keeps the step size.
+        """
+        if restart:
+            self.dt = self.control.stable_dt
         self.backend.upload_boundaries(self.dp, state, self.dtype)
         if state.fixed.any():
             H = self.backend.to_host(self.H)
@@ -149,12 +155,17 @@ class Stepper:
             self.H = self.backend.to_device(H.astype(self.dtype))
             self.backend.temperature(self.dp, self.H, self.T)
 
-    def advance(self, duration: float) -> None:
-        """Integrate over exactly ``duration`` seconds with adaptive steps (see :class:`StepControl`)."""
-        c, t = self.control, 0.0
-        while duration - t > 1e-12 * duration:
+    def advance_to(self, t_end: float, on_step: Callable[[Any, float], None] | None = None) -> None:
+        """Integrate to the absolute time ``t_end`` (s), hit exactly, with adaptive steps (:class:`StepControl`).
+
+        After each accepted step, ``on_step(T_previous, dt)`` is called with the temperature before the
+        step (a backend array, valid during the call) and the step's length; :attr:`T` is the new one.
+        """
+        c, t_start = self.control, self.t
+        span = t_end - t_start
+        while t_end - self.t > 1e-12 * span:
             proposed = min(self.dt, c.dt_limit())
-            remaining = duration - t
+            remaining = t_end - self.t
             dt = remaining if remaining <= proposed else min(proposed, 0.5 * remaining)
             if c.scheme == "euler":
                 H_new, T_new = self.step_euler(dt)
@@ -169,9 +180,15 @@ class Stepper:
                 self.dt = max(c.stable_dt, dt * c.max_change / change)  # reject: the state is untouched
                 self.stats.rejected += 1
                 continue
-            self._accept(H_new, T_new, dt)
-            t += dt
+            T_previous = self._accept(H_new, T_new)
+            self.t = t_end if remaining <= proposed else self.t + dt
             self.dt = max(c.stable_dt, (proposed if dt < proposed else dt) * factor)
+            if on_step is not None:
+                on_step(T_previous, dt)
+
+    def advance(self, duration: float, on_step: Callable[[Any, float], None] | None = None) -> None:
+        """Integrate over ``duration`` seconds from the current time (:meth:`advance_to`)."""
+        self.advance_to(self.t + duration, on_step)
 
     def step_rkl2(self, dt: float, stages: int):
         """One RKL2 step with ``stages`` stages (:func:`rkl2_coefficients`); returns the candidate (H, T)."""
@@ -197,19 +214,30 @@ class Stepper:
                  self.L0)
         return self.Y[0], self.T_stage[0]
 
-    def _accept(self, H_new, T_new, dt: float) -> None:
-        """Make the last stage the new state by swapping buffers (no copies), then update the trackers."""
-        self.backend.track(self.T, T_new, dt, self.T_min, self.thresholds, self.time_below)
+    def warm_up(self) -> None:
+        """Compile (or load from Numba's cache) the stepping kernels on the real arrays; the state is unchanged."""
+        be, dp, scratch = self.backend, self.dp, self.Y[2]
+        be.stage(dp, self.T, self.L, scratch, self.T_stage[1], (1.0, 0.0, 0.0, 0.0, 0.0), self.H, self.H, self.H,
+                 self.L)
+        be.temperature(dp, self.H, self.T_stage[1])
+        be.max_abs_difference(self.T, self.T_stage[1])
+        be.synchronize()
+
+    def _accept(self, H_new, T_new):
+        """Make the last stage the new state by swapping buffers (no copies); returns the previous temperature."""
+        T_previous = self.T
         self.Y[_position(self.Y, H_new)] = self.H
         self.T_stage[_position(self.T_stage, T_new)] = self.T
         self.H, self.T = H_new, T_new
         self.stats.steps += 1
+        return T_previous
 
     def temperature_host(self) -> np.ndarray:
         """Current nodal temperature (°C) as a float64 host array."""
         return self.backend.to_host(self.T).astype(float)
 
     def enthalpy_host(self) -> np.ndarray:
+        """Current nodal enthalpy (J/m³) as a float64 host array."""
         return self.backend.to_host(self.H).astype(float)
 
 

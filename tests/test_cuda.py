@@ -22,7 +22,8 @@ from cryofield.case import parse_case
 from cryofield.errors import BackendUnavailable
 from cryofield.io import read_result
 from cryofield.materials import minimum_capacity
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 from cryofield.runner import run_case
 from cryofield.stepper import StepControl, Stepper
 
@@ -48,7 +49,7 @@ KERNELS = ("temperature", "apply_operator", "combine", "stage", "max_abs_differe
 
 def _tiny(precision: str = "float64"):
     case = parse_case(TINY_CASE.replace("PRECISION", precision))
-    return case, build_problem(case, load_mesh(case))
+    return case, build_problem(case, mesh_of(case))
 
 
 def _kernel_outputs(backend, problem, state, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

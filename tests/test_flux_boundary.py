@@ -6,7 +6,8 @@ import pytest
 from cryofield.backends import get_backend
 from cryofield.case import parse_case
 from cryofield.errors import InputError
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 from cryofield.runner import prepare
 from cryofield.steady import steady_state
 from cryofield.stepper import Stepper
@@ -24,7 +25,7 @@ def test_steady_profile_is_linear_with_the_imposed_gradient():
     """-k dT/dx = -q at x = 0 into the tissue, T(L) fixed: T = T_L + q (L - x) / k exactly (P1 is exact)."""
     q = 2000.0
     case = parse_case(SLAB.format(q=q, far="  - {surface: xmax, type: fixed, temperature: 37}\n"))
-    problem = build_problem(case, load_mesh(case))
+    problem = build_problem(case, mesh_of(case))
     T = steady_state(problem, problem.boundary_state(None), tol=1e-10)
     x = problem.mesh.points[:, 0]
     np.testing.assert_allclose(T, 37.0 + q * (10e-3 - x) / 0.5, atol=1e-6)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cryofield import pointwise
-from cryofield.backends.cpu import conductivity_of, temperature_of
+from cryofield.backends.cpu import k as compiled
 from cryofield.materials import Material, build_tables, library_material
 
 
@@ -31,9 +31,9 @@ def test_kernel_laws_agree_with_numpy(generic):
     for m, mat in enumerate([generic, skin]):
         T = np.linspace(-120, 60, 777)
         H = mat.enthalpy(T)
-        got = np.array([temperature_of(h, m, tables.h_T, tables.h_H, tables.h_n, tables.h_slope) for h in H])
+        got = np.array([compiled.temperature_of(h, m, tables.h_T, tables.h_H, tables.h_n, tables.h_slope) for h in H])
         np.testing.assert_allclose(got, T, atol=1e-9)
-        k = np.array([conductivity_of(t, m, tables.k_T, tables.k_k, tables.k_n) for t in T])
+        k = np.array([compiled.conductivity_of(t, m, tables.k_T, tables.k_k, tables.k_n) for t in T])
         np.testing.assert_allclose(k, mat.conductivity_at(T), rtol=1e-12)
         py = np.array([pointwise.enthalpy_of(t, m, tables.h_T, tables.h_H, tables.h_n, tables.h_slope) for t in T])
         np.testing.assert_allclose(py, H, rtol=1e-12, atol=1e-6)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from cryofield.case import parse_case
+from cryofield.mesh.sources import mesh_of
 from cryofield.metrics import RegionMeasures, fraction_below, volumes_below
-from cryofield.problem import build_problem, load_mesh
+from cryofield.problem import build_problem
 
 
 @pytest.mark.parametrize("values", [[0, 1e-9, 1, 2], [0, 0.3, 0.3000001, 2], [0, 0.5, 1, 1 + 1e-10], [-3, -1, 2, 5]])
@@ -22,7 +23,7 @@ def test_region_measures_equal_full_evaluation():
 mesh: {generate: {kind: slab, size: [10, 10, 10], cells: [8, 8, 8]}, units: mm}
 tissues: {tissue: {library: muscle}}
 """)
-    p = build_problem(case, load_mesh(case))
+    p = build_problem(case, mesh_of(case))
     T = 37 - 100 * np.exp(-np.linalg.norm(p.mesh.points - 0.005, axis=1) / 0.002)
     rm = RegionMeasures(p.mesh.tets, p.volumes, p.elem_mat, p.region_names, p.node_ptr, p.node_slot)
     levels = [-1.0, -20.0, -40.0]

@@ -16,17 +16,19 @@ import numpy as np
 import pytest
 
 from cryofield import fem
-from cryofield.case import load_case, parse_case
+from cryofield.case import TissueSpec, load_case, parse_case
 from cryofield.cli import main
 from cryofield.clinical import clinical_summary
 from cryofield.errors import InputError
 from cryofield.mesh import read_mesh
-from cryofield.mesh.anatomy import Anatomy, PhantomGeometry
+from cryofield.mesh.anatomy import PhantomGeometry
 from cryofield.mesh.checks import signed_volumes
 from cryofield.mesh.generators import slab
-from cryofield.mesh.phantom import REGIONS, SURFACES, PhantomSpec, mesh_key, phantom_mesh
-from cryofield.mesh.placement import GAUGES, Placement, ProbePlacement, check_poses, resolve
-from cryofield.problem import load_mesh
+from cryofield.mesh.phantom import REGIONS, SURFACES, mesh_key, phantom_mesh
+from cryofield.mesh.placement import Placement, check_poses, resolve
+from cryofield.mesh.sources import mesh_of
+from cryofield.meshspec import GAUGES, Anatomy, PhantomSpec, ProbePlacement
+from cryofield.roles import RoleTable
 from cryofield.runner import run_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +77,7 @@ def small(tmp_path_factory):
         placements = {p.name: p.placement for p in case.probes}
         mesh, cached = phantom_mesh(case.mesh.phantom, placements)
         again, cached_again = phantom_mesh(case.mesh.phantom, placements)
-        loaded = load_mesh(case)
+        loaded = mesh_of(case)
     return {"case": case, "mesh": mesh, "cached": cached, "again": again, "cached_again": cached_again,
             "loaded": loaded, "cache": cache}
 
@@ -171,11 +173,12 @@ def test_probe_sits_where_the_case_put_it(shipped):
 def test_same_parameters_same_hash_and_the_shipped_mesh_is_current(shipped):
     case = load_case(DEMO)
     spec = case.mesh.phantom
-    geometry = spec.geometry()
+    geometry = PhantomGeometry(spec.anatomy, spec.side)
     poses = [resolve(p.name, p.placement, geometry) for p in case.probes]
     key = mesh_key(spec, poses)
     assert key == mesh_key(PhantomSpec.model_validate(spec.model_dump()),
-                           [resolve(p.name, p.placement, spec.geometry()) for p in load_case(DEMO).probes])
+                           [resolve(p.name, p.placement, PhantomGeometry(spec.anatomy, spec.side))
+                            for p in load_case(DEMO).probes])
     assert shipped.metadata["phantom"]["hash"] == key  # regenerate meshes/ (see meshes/README.md) if this fails
     absolute = ProbePlacement(gauge="18G", active_length=8, tip=tuple(poses[0].apex), direction=tuple(poses[0].axis))
     assert mesh_key(spec, [resolve("probe", absolute, geometry)]) == key  # the same pose, however it is given
@@ -261,19 +264,29 @@ def test_clinical_lengths_on_a_known_field():
     x, y = mesh.points[:, 0] * 1e3, mesh.points[:, 1] * 1e3
     meta = {"centerlines": {"tissue": [[0.0, 3e-3, 3e-3], [10e-3, 3e-3, 3e-3]]}}
     args = (mesh.points, mesh.tets, np.zeros(mesh.n_tets, int), ["tissue"])
-    along = clinical_summary(*args, -40.0 + 10.0 * x, meta, {"tissue": "nerve"}, {"tissue": -1.0})
+
+    def table(library: str, metadata: dict = meta) -> RoleTable:
+        return RoleTable.decide(["tissue"], {"tissue": TissueSpec(library=library)}, metadata, *args[:3])
+
+    along = clinical_summary(*args, -40.0 + 10.0 * x, table("nerve"), {"tissue": -1.0})
     lesion = along["nerves"]["tissue"]["lesion_length"]
+    lesion_along = lesion["-20"]
     assert lesion["-20"]["whole_section_mm"] == pytest.approx(2.0, abs=1e-9)  # T <= -20 for x <= 2 mm
     assert lesion["-20"]["any_part_mm"] == pytest.approx(2.0, abs=1e-9)
     assert lesion["-40"]["any_part_mm"] == pytest.approx(0.0, abs=1e-9)
     assert along["nerves"]["tissue"]["min_temperature_C"] == pytest.approx(-40.0)
     assert not along["nerves"]["tissue"]["durable_block"]
-    across = clinical_summary(*args, -35.0 + 10.0 / 3.0 * (y - 3.0), meta, {"tissue": "nerve"}, {"tissue": -1.0})
+    across = clinical_summary(*args, -35.0 + 10.0 / 3.0 * (y - 3.0), table("nerve"), {"tissue": -1.0})
     lesion = across["nerves"]["tissue"]["lesion_length"]  # the section spans -45 .. -25 °C everywhere
     assert lesion["-20"]["whole_section_mm"] == pytest.approx(10.0, abs=1e-9)
     assert lesion["-40"]["whole_section_mm"] == 0.0 and lesion["-40"]["any_part_mm"] == pytest.approx(10.0, abs=1e-9)
     assert across["nerves"]["tissue"]["durable_block"]
-    assert clinical_summary(*args, -35.0 + 0 * x, {}, {"tissue": "nerve"}, {"tissue": -1.0}) is None
+    assert across["thresholds"] == RoleTable.decide([], {}, {}, *args[:3]).thresholds.to_dict()
+    # without the metadata's centreline, the one estimated along the block gives the same lengths
+    estimated = clinical_summary(*args, -40.0 + 10.0 * x, table("nerve", {}), {"tissue": -1.0})
+    assert estimated["nerves"]["tissue"]["centreline"] == "estimated"
+    assert estimated["nerves"]["tissue"]["lesion_length"]["-20"] == pytest.approx(lesion_along, abs=1e-9)
+    assert clinical_summary(*args, -35.0 + 0 * x, table("muscle"), {"tissue": -1.0}) is None  # no nerve
 
 
 def test_run_on_the_shipped_mesh_reports_the_clinical_outcome(tmp_path):

@@ -17,11 +17,12 @@ from cryofield.errors import InputError
 from cryofield.mesh import write_mesh
 from cryofield.mesh.checks import check_mesh
 from cryofield.mesh.generators import sphere_octant_shell
+from cryofield.roles import ROLES
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
-from cryofield.viz.geometry import ultrasound_plane, unique_rows
+from cryofield.viz.geometry import nerve_centrelines, ultrasound_plane, unique_rows
 from cryofield.viz.plots import PANELS, timeseries_figure
-from cryofield.viz.roles import isotherm_colours, level_label, region_role
+from cryofield.viz.roles import STYLES, isotherm_colours, level_label
 from cryofield.viz.slice import SliceView
 
 SIZE = (480, 360)
@@ -76,7 +77,7 @@ def shell_result(tmp_path_factory) -> Path:
     (work / "case.yaml").write_text(SHELL_CASE)
     case = load_case(work / "case.yaml")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "load_mesh", lambda c: check_mesh(shell_mesh(), "m"))
+        patch.setattr(runner, "mesh_of", lambda c: check_mesh(shell_mesh(), "m"))
         report = runner.run_case(case, work / "out", backend="cpu", progress=False)
     moved = tmp_path_factory.mktemp("moved") / "shell.h5"  # results render without the case or the mesh file
     shutil.copy(report.paths["h5"], moved)
@@ -360,14 +361,15 @@ def test_picture_failure_after_a_run_is_a_warning(tmp_path, capsys, monkeypatch)
     assert VizResult.open(tmp_path / "out" / "slab.h5").result.attrs["complete"]
 
 
-@pytest.mark.parametrize("name, library, role", [
-    ("greater_occipital_nerve", None, "nerve"), ("occipital_artery", None, "artery"), ("skin", None, "skin"),
-    ("fat", None, "fat"), ("trapezius", None, "muscle"), ("semispinalis", None, "muscle"), ("bone", None, "bone"),
-    ("gon", "nerve", "nerve"), ("lon", None, "nerve"), ("tonsil", None, "tissue"), ("block", "muscle", "muscle"),
-    ("tissue", "generic", "tissue"),
-])
-def test_region_roles(name, library, role):
-    assert region_role(name, library) == role
+def test_pictures_read_the_stored_roles_and_centrelines(vr):
+    """Roles and centrelines come from the result's role table, not from the case text or names."""
+    table = vr.result.roles
+    assert vr.roles == [table.roles[name] for name in vr.result.region_names] == ["skin", "muscle", "nerve"]
+    assert table.centreline_source == {"nerve": "mesh"}
+    given = shell_mesh().metadata["centerlines"]["nerve"]
+    np.testing.assert_array_equal(nerve_centrelines(vr)["nerve"], given)
+    assert vr.thresholds == table.thresholds
+    assert set(STYLES) == set(ROLES)
 
 
 def test_unique_rows_packed_and_general_agree():

@@ -6,7 +6,8 @@ import scipy.linalg
 
 from cryofield.backends import get_backend
 from cryofield.case import parse_case
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 from cryofield.steady import steady_state, system
 from cryofield.stepper import StepControl, Stepper, rkl2_coefficients, rkl2_max_dt, rkl2_stages
 
@@ -27,7 +28,7 @@ boundaries:
 @pytest.fixture(scope="module")
 def problem():
     case = parse_case(CASE)
-    return case, build_problem(case, load_mesh(case))
+    return case, build_problem(case, mesh_of(case))
 
 
 def test_operator_equals_assembled_system(problem):

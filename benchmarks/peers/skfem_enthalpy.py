@@ -22,7 +22,7 @@ The physics is the same as cryofield's (PHYSICS.md §2; the tissue laws come fro
 :class:`~cryofield.materials.Material` objects): element conductivity is the mean of k(T) at its nodes,
 mass and boundary mass are lumped, a node's enthalpy law is that of the tissue holding most of its
 volume, perfusion and metabolism are volume-weighted and scale with the liquid fraction. Only the mesh
-reading is shared (``load_mesh``), so both run on exactly the same mesh.
+reading is shared (``mesh_of``), so both run on exactly the same mesh.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from skfem import Basis, BilinearForm, ElementTetP1, FacetBasis, MeshTet, asm
 from skfem.helpers import dot, grad
 
 from cryofield.case import Case, PhaseSpec
-from cryofield.problem import load_mesh
+from cryofield.mesh.sources import mesh_of
 from cryofield.schedule import phase_bounds
 
 #: Linear solvers of the time steps: conjugate gradients preconditioned by smoothed-aggregation AMG or by the
@@ -100,7 +100,7 @@ class EnthalpyPeer:
 
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
-        mesh = load_mesh(self.case)
+        mesh = mesh_of(self.case)
         self.mesh = mesh
         self.n = mesh.n_nodes
         self.materials = [self.case.materials()[r] for r in self.case.tissues]

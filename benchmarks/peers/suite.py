@@ -33,7 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from cryofield.case import Case
 from cryofield.fem import gradients_and_volumes, lumped_volumes
-from cryofield.problem import build_problem, load_mesh
+from cryofield.mesh.sources import mesh_of
+from cryofield.problem import build_problem
 
 from ..cases import probe_block_case
 from ..common import markdown_table, numba_threads, temperatures_at, timed
@@ -171,7 +172,7 @@ def check_sphere(size: float) -> dict:
     peer = EnthalpyPeer(case)
     T = peer.solve(peer.boundaries(None), np.full(peer.n, 37.0), None)
     errors = {"peer": {"L2": rms_error(peer.mesh.points, peer.mesh.tets, T, sphere_exact)},
-              "cryofield": {"L2": steady_error(build_problem(case, load_mesh(case)), sphere_exact)}}
+              "cryofield": {"L2": steady_error(build_problem(case, mesh_of(case)), sphere_exact)}}
     return {"id": "peer_check_sphere", "title": f"Steady Pennes sphere against the closed form, h = {size} mm",
             "nodes": peer.n, "errors": errors, "figures": {"peer L2": figure(errors["peer"]["L2"], "error")}}
 
@@ -182,7 +183,7 @@ def neumann_side_by_side(sizes: dict) -> dict:
     """Neumann freezing on the same slab: front RMS error against the closed form, against wall time."""
     case = fill_case(NEUMANN_CASE, n=sizes["neumann_cells"])
     exact = neumann_front_exact(case, FRONT_TIMES)
-    points = load_mesh(case).points
+    points = mesh_of(case).points
 
     def score(temps: list[np.ndarray]) -> float:
         return front_errors(points, temps, exact)["front RMS 10-90 s"]
@@ -200,7 +201,7 @@ def block_side_by_side(sizes: dict) -> dict:
     times = [freeze, freeze + thaw, 2 * freeze + thaw]
     with tempfile.TemporaryDirectory() as tmp:
         case = probe_block_case(Path(tmp), *sizes["block"], freeze, thaw)
-        mesh = load_mesh(case)
+        mesh = mesh_of(case)
         volume = lumped_volumes(mesh.tets, gradients_and_volumes(mesh.points, mesh.tets)[1], mesh.n_nodes)
         problem, reference, _ = temperatures_at(with_steps(case, *REFERENCE_SETTING), times)
         reference = input_order(problem, reference)

@@ -10,6 +10,8 @@ Layout (all SI, temperatures °C)::
     /mesh/points          (N, 3) m          /mesh/tetra (E, 4)     /mesh/region_id (E,)
     /mesh/region_names    (R,) strings      /mesh/original_node_index (N,)
     /mesh/surfaces/NAME   (F, 3) triangles  /mesh/probes/NAME (P,) node indices
+    /roles                attrs: roles (JSON: each region's role, nerve and artery centrelines and where
+                                 they came from, the clinical thresholds; see cryofield.roles.RoleTable)
     /snapshots/time       (S,) s            /snapshots/phase (S,)
     /snapshots/FIELD/i    (N,) one dataset per snapshot (temperature, liquid_fraction, enthalpy)
     /fields/min_temperature (N,)            /fields/time_below_m20C (N,) s below -20 °C (one per threshold)
@@ -33,8 +35,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..roles import RoleTable
+
 FORMAT = "cryofield-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the /roles table
 
 
 def result_paths(out_dir: Path, name: str) -> dict[str, Path]:
@@ -72,6 +76,10 @@ class ResultWriter:
         p = g.create_group("probes")
         for name, nodes in probes.items():
             p.create_dataset(name, data=np.asarray(nodes, np.int64))
+
+    def write_roles(self, table: RoleTable) -> None:
+        """Store the regions' roles, centrelines and thresholds (decided once, when the run is set up)."""
+        self.file.create_group("roles").attrs["roles"] = table.to_json()
 
     def write_snapshot(self, time: float, phase: int, fields: dict[str, np.ndarray]) -> None:
         for name, values in fields.items():
@@ -125,6 +133,7 @@ class Result:
     metric_attrs: dict[str, Any]
     case_yaml: str
     metadata: dict
+    roles: RoleTable
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
         with h5py.File(self.path, "r") as f:
@@ -137,13 +146,22 @@ def read_result(path: str | Path) -> Result:
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
             raise ValueError(f"{path} is not a complete cryofield result")
+        if "roles" not in f or "roles" not in f["roles"].attrs:
+            raise ValueError(f"{path} was written by an older cryofield (format version "
+                             f"{f.attrs.get('format_version')}, without the /roles table); "
+                             "run its case again")
         m = f["mesh"]
+        region_names = [s.decode() if isinstance(s, bytes) else s for s in m["region_names"][()]]
+        roles = RoleTable.from_json(f["roles"].attrs["roles"])
+        if list(roles.roles) != region_names:
+            raise ValueError(f"{path}: the /roles table does not list the mesh's regions")
         return Result(
             path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m["tetra"][()], region_id=m["region_id"][()],
-            region_names=[s.decode() if isinstance(s, bytes) else s for s in m["region_names"][()]],
+            region_names=region_names,
             surfaces={k: v[()] for k, v in m["surfaces"].items()}, probes={k: v[()] for k, v in m["probes"].items()},
             snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],
             fields={k: v[()] for k, v in f["fields"].items()},
             metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
             case_yaml=f["case"][()].decode(), metadata=json.loads(m.attrs.get("metadata", "{}")),
+            roles=roles,
         )

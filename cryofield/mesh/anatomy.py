@@ -22,89 +22,31 @@ thickness``); below the SNL it is the deep surface of the semispinalis layer, wh
 the obliquus capitis inferior.
 
 Nerves and the occipital artery are tubes of constant diameter along smooth (C1 cubic) curves through
-published landmarks (values below, each tagged as in PHYSICS.md: [R] read in the named source, [M]
-recalled, [D] derived here). Depths the sources do not give are put on the tissue interface the landmark
-names (e.g. "pierces the trapezius": on the trapezius' superficial surface), and the courses cross each
-interface at 45° (:class:`_CourseBuilder`).
+published landmarks (the defaults of :class:`~cryofield.meshspec.Anatomy`, each tagged as in PHYSICS.md:
+[R] read in the named source, [M] recalled, [D] derived here). Depths the sources do not give are put on
+the tissue interface the landmark names (e.g. "pierces the trapezius": on the trapezius' superficial
+surface), and the courses cross each interface at 45° (:class:`_CourseBuilder`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.interpolate import BSpline
 
-Length = Annotated[float, Field(gt=0, le=200)]
+from ..meshspec import Anatomy
 
 
 class AnatomyError(ValueError):
     """Anatomy parameters that do not make a valid geometry."""
 
 
-#: A landmark as (lateral, inferior) distances from the EOP in mm.
-Landmark2 = tuple[Annotated[float, Field(ge=0, le=150)], Annotated[float, Field(ge=-100, le=150)]]
-
 #: Where along each nerve a probe goes when its target names no landmark.
 DEFAULT_STATION = {"gon": "superior_nuchal_line", "ton": "trapezius", "lon": "sternocleidomastoid"}
 LONG_NAMES = {"gon": "greater occipital nerve", "ton": "third occipital nerve", "lon": "lesser occipital nerve",
               "artery": "occipital artery"}
-
-
-class Anatomy(BaseModel):
-    """Landmarks, diameters and layer thicknesses (mm, degrees); defaults are published means.
-
-    Landmarks are ``(lateral, inferior)`` distances from the EOP; depths below the skin where a source
-    gives them.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    skin_thickness: Length = 2.0  # [M] occipital scalp epidermis + dermis
-    subcutaneous_thickness: Length = 7.5  # [D] skin + subcutaneous 9.5 mm covers the GON (depth 6.9, Ø 3.85)
-    trapezius_thickness: Length = 4.15  # [R] Hung et al. 2010: 3.4-4.9 mm
-    bone_thickness: Length = 15.4  # [R] cadaver study: 15.4 mm at the EOP (9-29)
-    nuchal_angle: Annotated[float, Field(ge=5, le=60)] = 20.0  # [M] bone surface below the SNL leaves at this angle
-    occipital_radius: Annotated[float, Field(ge=20, le=500)] = 80.0  # [M] sagittal curvature of the squama
-
-    gon_diameter: Length = 3.85  # [R] Greher 2010 / Tubbs: 3.5-4.2 mm
-    gon_snl: Landmark2 = (21.8, 0.0)  # [R] Shim et al. 2011: 20.5-23.1 mm lateral at the SNL
-    gon_snl_depth: Length = 6.9  # [R] Shim et al. 2011: 6.8-7.0 mm below the skin
-    gon_trapezius: Landmark2 = (22.6, 16.3)  # [R] Kim et al. 2018: pierces the trapezius
-    gon_semispinalis: Landmark2 = (13.1, 27.7)  # [R] Kim et al. 2018: pierces the semispinalis capitis
-    gon_obliquus: Landmark2 = (30.2, 52.3)  # [R] Kim et al. 2018: winds round the obliquus capitis inferior
-
-    artery_diameter: Length = 2.5  # [R] Schmidt & Adelmann 2001: 2.3-2.7 mm outer diameter at the SNL
-    artery_gap: Annotated[float, Field(gt=0, le=20)] = 1.35  # [R] Shim et al. 2011: 1.2-1.5 mm lateral of the GON
-    artery_pierces: Landmark2 = (36.0, 12.0)  # [M] becomes subcutaneous between trapezius and SCM insertions
-    artery_superior: Landmark2 = (40.0, -35.0)  # [R] Schmidt & Adelmann: ~40 mm lateral further up
-
-    ton_diameter: Length = 1.3  # [R] Tubbs: ~1.3 mm
-    ton_trapezius: Landmark2 = (12.9, 44.2)  # [R] Kim et al. 2018: pierces the trapezius
-    ton_semispinalis: Landmark2 = (11.5, 61.4)  # [R] Kim et al. 2018: pierces the semispinalis capitis
-    ton_end: Landmark2 = (6.0, 4.0)  # [M] ends in the skin below the EOP
-
-    lon_diameter: Length = 1.2  # [M]
-    lon_scm: Landmark2 = (64.0, 79.0)  # [R] Saglam et al. 2024: posterior border of the sternocleidomastoid
-
-    medial_extent: Annotated[float, Field(ge=0, le=50)] = 10.0  # model reaches this far past the midline
-    lateral_extent: Length = 85.0
-    superior_extent: Length = 35.0
-    inferior_extent: Length = 95.0
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.occipital_radius * np.cos(np.radians(self.nuchal_angle)) <= self.bone_thickness:
-            raise ValueError("occipital_radius too small: the bone surface must curve down through the deep boundary")
-        if self.gon_snl_depth + self.gon_diameter / 2 >= self.skin_thickness + self.subcutaneous_thickness:
-            raise ValueError("the GON at the superior nuchal line must lie above the bone: increase "
-                             "subcutaneous_thickness or decrease gon_snl_depth / gon_diameter")
-        if self.lon_scm[0] + 5 > self.lateral_extent or self.inferior_extent < self.lon_scm[1] + 5:
-            raise ValueError("lateral_extent / inferior_extent must include the lesser occipital nerve")
-        return self
 
 
 @dataclass(frozen=True)

@@ -33,21 +33,17 @@ def register(subparsers) -> None:
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from .anatomy import AnatomyError
-    from .phantom import PhantomSpec, phantom_mesh
-    from .placement import Placement
+    from ..meshspec import PhantomSpec
+    from .phantom import phantom_mesh
     from .quality import quality_report
+    from .sources import input_errors
 
-    spec, placements, source = _phantom_request(args)
+    spec, placements, keys, source = _phantom_request(args)
     updates = {k: v for k, v in (("preset", args.preset), ("side", args.side)) if v}
     spec = PhantomSpec.model_validate(spec.model_dump() | updates)
     t0 = time.perf_counter()
-    try:
+    with input_errors(source, keys):
         mesh, cached = phantom_mesh(spec, placements, use_cache=not args.no_cache, threads=args.threads)
-    except Placement as exc:
-        raise InputError(f"probe '{exc.probe}' cannot be placed: {exc}", source=source) from exc
-    except AnatomyError as exc:
-        raise InputError(str(exc), source=source, key="mesh.phantom.anatomy") from exc
     elapsed = time.perf_counter() - t0
     report = quality_report(mesh)
     info = mesh.metadata["phantom"]
@@ -70,17 +66,17 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def _phantom_request(args: argparse.Namespace):
-    """The phantom spec, probe placements and source named by the arguments."""
+    """The phantom spec, probe placements, their case keys and the source named by the arguments."""
     from ..case import load_case
-    from .phantom import PhantomSpec
+    from ..meshspec import PhantomSpec
+    from .sources import case_placements
 
     if args.case is None:
-        return PhantomSpec(), {}, None
+        return PhantomSpec(), {}, {}, None
     case = load_case(args.case)
     if case.mesh.phantom is None:
         raise InputError("the case's mesh is not the phantom (no mesh.phantom)", source=case.source, key="mesh")
-    placements = {p.name: p.placement for p in case.probes if p.placement is not None}
-    return case.mesh.phantom, placements, case.source
+    return case.mesh.phantom, *case_placements(case), case.source
 
 
 def cmd_check(args: argparse.Namespace) -> int:

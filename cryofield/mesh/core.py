@@ -64,6 +64,3 @@ class Mesh:
         """Sorted unique node indices on the named surface."""
         return np.unique(self.surface_facets(name))
 
-    def region_tets(self, name: str) -> np.ndarray:
-        """Indices of the tetrahedra in the named region."""
-        return np.flatnonzero(self.tet_tags == self.regions[name])

@@ -20,16 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from ..meshspec import TISSUE_OF, PhantomSpec, ProbePlacement
 from . import cache
-from .anatomy import Anatomy, PhantomGeometry
+from .anatomy import PhantomGeometry
 from .core import Mesh
 from .generators import gmsh_session, mesh_from_gmsh
-from .placement import ProbePlacement, ProbePose, check_poses, resolve
+from .placement import ProbePose, check_poses, resolve
 
 #: Bumped whenever a change to this package changes the mesh generated from the same parameters.
 GENERATOR_VERSION = "occipital-phantom-1"
@@ -39,50 +38,6 @@ REGIONS = {"skin": 1, "fat": 2, "trapezius": 3, "semispinalis": 4, "bone": 5, "g
 SURFACES = {"skin_surface": 11, "deep": 12, "cut": 13, "artery_wall": 14}
 #: Surface tags of probe ``i`` (0-based): active ``PROBE_TAG0 + 2 i``, shaft one more.
 PROBE_TAG0 = 101
-#: Built-in tissue library entry of each region, for cases and the clinical summary.
-TISSUE_OF = {"skin": "skin", "fat": "fat", "trapezius": "muscle", "semispinalis": "muscle", "bone": "bone",
-             "gon": "nerve", "ton": "nerve", "lon": "nerve", "artery": "blood"}
-
-Size = Annotated[float, Field(gt=0, le=50)]
-
-
-class MeshSizes(BaseModel):
-    """Element sizes (mm); any left out come from the preset."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tip: Size | None = None
-    ice: Size | None = None
-    ice_radius: Size | None = None
-    vessel_divisions: Annotated[float, Field(ge=1, le=40)] | None = None
-    skin: Size | None = None
-    far: Size | None = None
-
-
-#: Size presets: coarse about 50 k nodes, medium about 300 k, fine about 1 M (with one probe).
-PRESETS: dict[str, dict[str, float]] = {
-    "coarse": {"tip": 0.25, "ice": 0.7, "ice_radius": 8.0, "vessel_divisions": 2.5, "skin": 3.0, "far": 6.0},
-    "medium": {"tip": 0.15, "ice": 0.33, "ice_radius": 10.0, "vessel_divisions": 5.0, "skin": 1.6, "far": 4.0},
-    "fine": {"tip": 0.1, "ice": 0.22, "ice_radius": 12.0, "vessel_divisions": 8.0, "skin": 1.0, "far": 3.0},
-}
-
-
-class PhantomSpec(BaseModel):
-    """Everything that shapes a phantom except its probes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    preset: Literal["coarse", "medium", "fine"] = "coarse"
-    side: Literal["right", "left"] = "right"
-    anatomy: Anatomy = Field(default_factory=Anatomy)
-    sizes: MeshSizes = Field(default_factory=MeshSizes)
-
-    def resolved_sizes(self) -> dict[str, float]:
-        """The preset's sizes with the overrides applied."""
-        return PRESETS[self.preset] | self.sizes.model_dump(exclude_none=True)
-
-    def geometry(self) -> PhantomGeometry:
-        return PhantomGeometry(self.anatomy, self.side)
 
 
 def phantom_mesh(spec: PhantomSpec, placements: dict[str, ProbePlacement], use_cache: bool = True,
@@ -98,7 +53,7 @@ def phantom_mesh(spec: PhantomSpec, placements: dict[str, ProbePlacement], use_c
     Placement
         For a probe that leaves the body or pierces a nerve, the artery, the bone or another probe.
     """
-    geometry = spec.geometry()
+    geometry = PhantomGeometry(spec.anatomy, spec.side)
     geometry.check()
     poses = [resolve(name, placement, geometry) for name, placement in placements.items()]
     check_poses(poses, geometry)
@@ -126,7 +81,7 @@ def build_mesh(spec: PhantomSpec, poses: list[ProbePose], threads: int = 0) -> M
     """
     import gmsh
 
-    geometry = spec.geometry()
+    geometry = PhantomGeometry(spec.anatomy, spec.side)
     sizes = spec.resolved_sizes()
     t0 = time.perf_counter()
     with gmsh_session(threads):

@@ -20,23 +20,18 @@ or absolutely: ``tip: [x, y, z]`` with ``approach`` or ``direction: [dx, dy, dz]
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.spatial import cKDTree
 
+from ..meshspec import GAUGES, NerveTarget, ProbePlacement
 from .anatomy import DEFAULT_STATION, LONG_NAMES, PhantomGeometry, distance_to_polyline
 
-#: Outer diameter (mm) of cryoprobe needles by gauge (PHYSICS.md §5).
-GAUGES = {"14G": 2.108, "16G": 1.651, "18G": 1.270, "20G": 0.908, "22G": 0.718, "25G": 0.515, "27G": 0.413}
 #: Tissue a probe must leave between itself and a nerve, vessel, bone or another probe (mm): thinner
 #: slivers cannot be meshed with sound elements.
 MIN_CLEARANCE = 0.1
 #: Resolution of the collision checks along the probe axis (mm).
 CHECK_STEP = 0.05
-
-Vector = tuple[float, float, float]
 
 
 class Placement(Exception):
@@ -45,50 +40,6 @@ class Placement(Exception):
     def __init__(self, message: str, probe: str | None = None):
         super().__init__(message)
         self.probe = probe
-
-
-class NerveTarget(BaseModel):
-    """Where the tip sits relative to a nerve of the phantom."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    nerve: Literal["gon", "ton", "lon"]
-    at: str | None = None  # a landmark of that nerve; default: gon superior_nuchal_line, ton/lon their exit
-    along: Annotated[float, Field(ge=-100, le=100)] = 0.0  # mm along the nerve from there, + distal
-    side: Literal["lateral", "medial", "superficial", "deep"] = "medial"
-    gap: Annotated[float, Field(ge=0, le=30)] = 0.5  # mm of tissue between the nerve and the probe
-
-
-class Approach(BaseModel):
-    """Direction of the needle: where it enters relative to the tip, and its angle to the skin."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    entry: Literal["lateral", "medial", "superior", "inferior"] = Field(alias="from")
-    angle: Annotated[float, Field(gt=0, lt=90)] = 30.0  # degrees between the needle and the skin
-
-
-class ProbePlacement(BaseModel):
-    """A needle probe's gauge, active length and pose (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gauge: Literal["14G", "16G", "18G", "20G", "22G", "25G", "27G"]
-    active_length: Annotated[float, Field(gt=0, le=40)]
-    target: NerveTarget | None = None
-    tip: Vector | None = None
-    approach: Approach | None = None
-    direction: Vector | None = None
-
-    @model_validator(mode="after")
-    def _one_of_each(self):
-        if (self.target is None) == (self.tip is None):
-            raise ValueError("give exactly one of 'target' (relative to a nerve) or 'tip' (absolute, mm)")
-        if (self.approach is None) == (self.direction is None):
-            raise ValueError("give exactly one of 'approach' or 'direction'")
-        if self.direction is not None and np.linalg.norm(self.direction) == 0:
-            raise ValueError("direction must not be zero")
-        return self
 
 
 @dataclass(frozen=True)

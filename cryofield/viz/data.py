@@ -1,7 +1,8 @@
 """A result file as the pictures need it: regions with roles, the protocol, snapshot choice, probe geometry.
 
-Everything comes from the HDF5 result alone (mesh, snapshots, metrics, the case text and the mesh metadata),
-so a result can be moved to another machine and rendered there.
+Everything comes from the HDF5 result alone (mesh, snapshots, metrics, the case text, the mesh metadata and
+the role table decided when the run was set up), so a result can be moved to another machine and rendered
+there, and its pictures name the same nerves, vessels and skin as its clinical summary.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import yaml
 
 from ..errors import InputError
 from ..io.results import Result, read_result
-from .roles import region_role
+from ..roles import RoleTable, Thresholds
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,20 @@ class VizResult:
         levels = self.result.metric_attrs.get("levels", [-1.0, -20.0, -40.0])
         return sorted((float(v) for v in levels), reverse=True)
 
+    @property
+    def table(self) -> RoleTable:
+        """The result's role table: roles, nerve and artery centrelines, thresholds."""
+        return self.result.roles
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The clinical thresholds the run was judged by."""
+        return self.result.roles.thresholds
+
     @cached_property
     def roles(self) -> list[str]:
-        """Role of each region, in region order."""
-        tissues = self.case.get("tissues") or {}
-        return [region_role(name, (tissues.get(name) or {}).get("library")) for name in self.result.region_names]
+        """Role of each region (from the stored table), in region order."""
+        return [self.table.roles[name] for name in self.result.region_names]
 
     def regions_with(self, role: str) -> list[int]:
         """Indices of the regions that have ``role``."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..clinical import NerveLesion
+from ..roles import principal_axes
 from .data import VizResult
 
 #: A nerve whose direction is within this angle of the probe axis does not define a plane with it.
@@ -75,14 +76,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, float) / np.linalg.norm(v)
 
 
-def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid, variances (descending) and the matching unit axes (rows) of a point cloud."""
-    centre = points.mean(axis=0)
-    values, vectors = np.linalg.eigh(np.cov((points - centre).T) if len(points) > 1 else np.eye(3))
-    order = np.argsort(values)[::-1]
-    return centre, values[order], vectors[:, order].T
-
-
 def probe_axis(vr: VizResult) -> tuple[np.ndarray, np.ndarray, str]:
     """A point on the first probe's axis (its tip when known), the axis, and where they came from.
 
@@ -104,27 +97,10 @@ def probe_axis(vr: VizResult) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def nerve_centrelines(vr: VizResult) -> dict[str, np.ndarray]:
-    """A centreline (K, 3) per nerve region: the metadata's when given, else estimated from the region.
-
-    The estimate bins the region's nodes along their long axis and joins the bin centroids, which
-    follows a nerve that is straight or gently curved.
-    """
-    given = vr.result.metadata.get("centerlines") or {}
-    out = {}
-    for r in vr.regions_with("nerve"):
-        name = vr.result.region_names[r]
-        line = np.asarray(given.get(name, []), float)
-        out[name] = line if len(line) >= 2 else _estimated_centreline(vr.points[vr.region_nodes[r]])
-    return out
-
-
-def _estimated_centreline(nodes: np.ndarray) -> np.ndarray:
-    centre, _, axes = principal_axes(nodes)
-    s = (nodes - centre) @ axes[0]
-    n_bins = int(np.clip(len(nodes) // 20, 2, 60))
-    edges = np.linspace(s.min(), s.max() + 1e-12, n_bins + 1)
-    which = np.digitize(s, edges) - 1
-    return np.array([nodes[which == b].mean(axis=0) for b in range(n_bins) if np.any(which == b)])
+    """The centreline (K, 3) of each nerve region, as the result's role table stores it (the mesh
+    metadata's, or one estimated when the run was set up; see :mod:`cryofield.roles`)."""
+    lines = vr.table.centrelines
+    return {name: lines[name] for name in vr.table.regions_with("nerve") if name in lines}
 
 
 def skin_direction(vr: VizResult, point: np.ndarray) -> np.ndarray | None:
@@ -307,7 +283,7 @@ def cut_triangles(points: np.ndarray, triangles: np.ndarray, plane: Plane) -> np
 
 
 class NerveLength(NerveLesion):
-    """:class:`cryofield.clinical.NerveLesion` for a result's nerves (centrelines estimated when absent)."""
+    """:class:`cryofield.clinical.NerveLesion` for a result's nerves, along their stored centrelines."""
 
     def __init__(self, vr: VizResult):
         names = [vr.result.region_names[r] for r in vr.regions_with("nerve")]

@@ -1,7 +1,8 @@
 """Time-series plots of a result: ice volume, nerve temperature and frozen length, skin, probe, by region.
 
 The metric series (recorded every ``metrics_interval``) come straight from the result; the nerve's length
-at or below −20 °C needs the whole field, so it is measured on the snapshots. Protocol phases are shaded.
+at or below the injury level (−20 °C) needs the whole field, so it is measured on the snapshots. Protocol
+phases are shaded. Thresholds are the result's own (:attr:`cryofield.viz.data.VizResult.thresholds`).
 """
 
 from __future__ import annotations
@@ -12,25 +13,36 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..roles import THRESHOLDS, Thresholds
 from .data import VizResult
 from .geometry import NerveLength
 from .roles import STYLES, isotherm_colours, level_label, size_scale
 
 MM = 1e3
-NERVE_INJURY_C = -20.0  # axonotmesis (PHYSICS.md §4)
-MIN_LESION_MM = 4.0  # minimum nerve lesion length for a durable block (PHYSICS.md §4)
-MELANOCYTE_C = -4.0  # skin depigmentation begins (PHYSICS.md §4)
 
 PHASE_COLOURS = {"freeze": "#9ecae1", "passive_thaw": "#fdd0a2", "active_thaw": "#fc9272", "hold": "#d9d9d9"}
 
-#: Panel titles, in reading order; tests and users find a panel by its title.
-PANELS = ("Ice volume", "Probe temperature", "Nerve minimum temperature", "Nerve length at ≤ −20 °C",
-          "Skin (and artery) minimum temperature", "Minimum temperature by region")
+def _deg(value: float) -> str:
+    """``-20`` → ``'−20 °C'``."""
+    return f"{value:g} °C".replace("-", "−")
 
 
-def nerve_lengths(vr: VizResult, measure: NerveLength, level: float = NERVE_INJURY_C) -> dict[str, np.ndarray]:
-    """Length (m) of each nerve at or below ``level`` at every snapshot: (S, 2) columns any part of the
-    cross-section, whole cross-section (see :class:`cryofield.viz.geometry.NerveLength`)."""
+def panel_titles(thresholds: Thresholds = THRESHOLDS) -> tuple[str, ...]:
+    """Panel titles, in reading order, for a result judged by ``thresholds``."""
+    return ("Ice volume", "Probe temperature", "Nerve minimum temperature",
+            f"Nerve length at ≤ {_deg(thresholds.injury_c)}", "Skin (and artery) minimum temperature",
+            "Minimum temperature by region")
+
+
+#: Panel titles (at the default thresholds), in reading order; tests and users find a panel by its title.
+PANELS = panel_titles()
+
+
+def nerve_lengths(vr: VizResult, measure: NerveLength, level: float | None = None) -> dict[str, np.ndarray]:
+    """Length (m) of each nerve at or below ``level`` (the result's injury level when not given) at every
+    snapshot: (S, 2) columns any part of the cross-section, whole cross-section (see
+    :class:`cryofield.viz.geometry.NerveLength`)."""
+    level = vr.thresholds.injury_c if level is None else level
     series = {name: np.zeros((len(vr.snapshot_times), 2)) for name in measure.nerves}
     for i in range(len(vr.snapshot_times)):
         for name, lengths in measure(vr.temperature(i), level).items():
@@ -49,12 +61,13 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
         FigureCanvasAgg(fig)
         axes = fig.subplots(3, 2, sharex=True).ravel()
         fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.07, hspace=0.38, wspace=0.2)
-        panels = dict(zip(PANELS, axes))
+        titles = panel_titles(vr.thresholds)
+        panels = dict(zip(titles, axes))
         t = vr.result.metrics["time"]
         _ice_volume(panels["Ice volume"], vr, t)
         _probe(panels["Probe temperature"], vr, t)
         _nerve_minimum(panels["Nerve minimum temperature"], vr, t)
-        _nerve_length(panels["Nerve length at ≤ −20 °C"], vr, nerve_length or NerveLength(vr))
+        _nerve_length(panels[titles[3]], vr, nerve_length or NerveLength(vr))
         _skin(panels["Skin (and artery) minimum temperature"], vr, t)
         _regions(panels["Minimum temperature by region"], vr, t)
         for title, ax in panels.items():
@@ -103,7 +116,7 @@ def _ice_volume(ax, vr: VizResult, t: np.ndarray) -> None:
     colours = isotherm_colours(vr.levels)
     measured = [float(v) for v in vr.result.metric_attrs.get("levels", vr.levels)]
     for k, level in enumerate(measured):
-        ax.plot(t, volume[:, k], color=colours[level], label=level_label(level))
+        ax.plot(t, volume[:, k], color=colours[level], label=level_label(level, vr.thresholds))
     ax.set_ylabel("mm³")
 
 
@@ -127,7 +140,8 @@ def _nerve_minimum(ax, vr: VizResult, t: np.ndarray) -> None:
     minimum = vr.result.metrics["region_min_temperature"]
     for k, r in enumerate(nerves):
         ax.plot(t, minimum[:, r], color=f"C{k}", label=vr.result.region_names[r])
-    ax.axhline(NERVE_INJURY_C, color="#1f4fd1", ls="--", lw=_thin(), label="−20 °C: axonotmesis")
+    ax.axhline(vr.thresholds.injury_c, color="#1f4fd1", ls="--", lw=_thin(),
+               label=f"{_deg(vr.thresholds.injury_c)}: axonotmesis")
     ax.set_ylabel("°C")
 
 
@@ -146,8 +160,9 @@ def _nerve_length(ax, vr: VizResult, measure: NerveLength) -> None:
         ax.plot(vr.snapshot_times, length[:, 1] * MM, marker="o", ls="--", color=colour,
                 label=f"{name}: whole cross-section")
     if never:  # an empty series: a line of the legend
-        ax.plot([], [], ls="none", label=f"never at ≤ −20 °C: {', '.join(never)}")
-    ax.axhline(MIN_LESION_MM, color="0.3", ls=":", lw=_thin(), label="4 mm: durable block")
+        ax.plot([], [], ls="none", label=f"never at ≤ {_deg(vr.thresholds.injury_c)}: {', '.join(never)}")
+    block = vr.thresholds.durable_block_mm
+    ax.axhline(block, color="0.3", ls=":", lw=_thin(), label=f"{block:g} mm: durable block")
     ax.set_ylabel("mm along the nerve")
     ax.set_ylim(bottom=0.0)
 
@@ -164,7 +179,8 @@ def _skin(ax, vr: VizResult, t: np.ndarray) -> None:
         ax.plot(t, minimum[:, r], ls="-.", color=STYLES["artery"].colour, label=vr.result.region_names[r])
     ax.axhline(0.0, color="#38b6f0", ls=":", lw=_thin(), label="0 °C")
     if skin:
-        ax.axhline(MELANOCYTE_C, color="0.3", ls="--", lw=_thin(), label="−4 °C: melanocytes")
+        ax.axhline(vr.thresholds.melanocyte_c, color="0.3", ls="--", lw=_thin(),
+                   label=f"{_deg(vr.thresholds.melanocyte_c)}: melanocytes")
     ax.set_ylabel("°C")
 
 

@@ -1,35 +1,17 @@
-"""What each region is for the pictures: a role (skin, fat, muscle, bone, nerve, artery, tissue) and its style.
+"""How each region role is drawn (colour, opacity, label), the isotherm colours and legend texts.
 
-Regions are known only by name. The role comes from words in the region name (``greater_occipital_nerve`` is
-a nerve, ``trapezius`` a muscle) or from a whole-word abbreviation (``gon``, the occipital phantom's greater
-occipital nerve); failing that, from the tissue-library entry the case used for the region (``library:
-muscle``); failing that, the region is generic ``tissue``.
+The roles themselves are decided once, when the run is set up, and stored in the result
+(:mod:`cryofield.roles`); the pictures read them from there (:attr:`cryofield.viz.data.VizResult.roles`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
 
-#: Words that give a region its role, tried in this order (a "nerve" inside a muscle name is still a nerve).
-ROLE_WORDS: list[tuple[str, tuple[str, ...]]] = [
-    ("nerve", ("nerve", "neur")),
-    ("artery", ("artery", "arter", "vessel", "vein", "blood")),
-    ("skin", ("skin", "derm")),
-    ("fat", ("fat", "adipose", "subcutaneous")),
-    ("bone", ("bone", "skull", "cranium", "vertebra")),
-    ("muscle", ("muscle", "trapezius", "semispinalis", "splenius", "sternocleidomastoid", "capitis", "fascia")),
-]
-
-#: Abbreviations that give a role only as a whole word of the name (``gon``, ``left_ton``, not ``tonsil``).
-ROLE_ABBREVIATIONS = {"gon": "nerve", "ton": "nerve", "lon": "nerve"}
-
-#: Tissue-library entries (PHYSICS.md §3) and the role they imply.
-LIBRARY_ROLES = {"skin": "skin", "fat": "fat", "muscle": "muscle", "nerve": "nerve", "bone": "bone",
-                 "blood": "artery"}
+from ..roles import THRESHOLDS, Thresholds
 
 
 @dataclass(frozen=True)
@@ -41,6 +23,7 @@ class RoleStyle:
     label: str
 
 
+#: The style of each role of :data:`cryofield.roles.ROLES`.
 STYLES: dict[str, RoleStyle] = {
     "skin": RoleStyle("#d9a184", 0.16, "skin"),
     "fat": RoleStyle("#efd58a", 0.10, "fat"),
@@ -60,28 +43,26 @@ SHAFT_COLOUR = "#9aa3ad"
 #: Isotherm colours run from the ice edge (sky blue) to the coldest level (violet).
 _ICE_MAP = LinearSegmentedColormap.from_list("cryofield_ice", ["#38b6f0", "#1f4fd1", "#5b1fa6"])
 
-#: What a threshold means clinically (PHYSICS.md §4), for legends.
-LEVEL_MEANINGS = {-1.0: "ice edge", -20.0: "nerve injury", -40.0: "deep freeze", -100.0: "neurotmesis risk"}
+#: The ice edge: the warmest isotherm by default (``outputs.isotherms``).
+ICE_EDGE_C = -1.0
 
 
-def region_role(name: str, library: str | None = None) -> str:
-    """The role of region ``name``, optionally helped by the case's library entry for it.
+def level_meanings(thresholds: Thresholds = THRESHOLDS) -> dict[float, str]:
+    """What an isotherm level means clinically (docs/physics.md §4), for legends.
 
     Examples
     --------
-    >>> region_role("greater_occipital_nerve"), region_role("trapezius"), region_role("block", "muscle")
-    ('nerve', 'muscle', 'muscle')
-    >>> region_role("gon"), region_role("tissue")
-    ('nerve', 'tissue')
+    >>> level_meanings()[-20.0], level_meanings()[-40.0]
+    ('nerve injury', 'deep freeze')
     """
-    lowered = name.lower()
-    for role, words in ROLE_WORDS:
-        if any(word in lowered for word in words):
-            return role
-    for token in re.split(r"[^a-z]+", lowered):
-        if token in ROLE_ABBREVIATIONS:
-            return ROLE_ABBREVIATIONS[token]
-    return LIBRARY_ROLES.get(library or "", "tissue")
+    meanings = {ICE_EDGE_C: "ice edge", thresholds.neurotmesis_c: "neurotmesis risk"}
+    for k, level in enumerate(thresholds.lesion_c):
+        meanings[level] = "nerve injury" if k == 0 else "deep freeze"
+    return meanings
+
+
+#: :func:`level_meanings` at the default thresholds.
+LEVEL_MEANINGS = level_meanings()
 
 
 def isotherm_colours(levels: list[float]) -> dict[float, tuple[float, float, float]]:
@@ -98,9 +79,9 @@ def isotherm_colours(levels: list[float]) -> dict[float, tuple[float, float, flo
     return {level: tuple(float(c) for c in _ICE_MAP(p)[:3]) for level, p in zip(ordered, positions)}
 
 
-def level_label(level: float) -> str:
+def level_label(level: float, thresholds: Thresholds = THRESHOLDS) -> str:
     """Legend text for an isotherm: ``-20`` → ``'≤ −20 °C (nerve injury)'``."""
-    meaning = LEVEL_MEANINGS.get(float(level))
+    meaning = level_meanings(thresholds).get(float(level))
     text = f"≤ {level:g} °C".replace("-", "−")
     return f"{text} ({meaning})" if meaning else text
 
@@ -112,7 +93,7 @@ def lighten(colour: str, amount: float) -> tuple[float, float, float]:
 
 
 def size_scale(size: tuple[int, int]) -> float:
-    """Factor for fonts and line widths so that a picture of ``size`` pixels looks like the 1200 × 900 default.
+    """Factor for fonts and line widths so that a ``size`` pixel picture looks like the default 1200 × 900.
 
     Examples
     --------

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
+from ..roles import THRESHOLDS, Thresholds
 from .data import VizResult
 from .geometry import NerveLength, Plane, centroids, probe_axis, skin_direction, ultrasound_plane, unique_rows
 from .headless import ensure_render_context
@@ -277,8 +278,8 @@ def scene_figure(scene: Scene3D, index: int, nerve_length: NerveLength | None = 
     ax.text(0.015, 0.985, f"{vr.name}: {vr.describe_time(index)}", transform=ax.transAxes, va="top", fontsize=13 * f)
     ax.text(0.015, 0.94, "3D view; the ice at or below each isotherm is drawn as a solid", transform=ax.transAxes,
             va="top", fontsize=9 * f, color="0.35")
-    ax.legend(handles=legend_handles(scene.roles_shown, vr.levels, scene.colours, f), loc="upper right",
-              fontsize=9 * f, framealpha=0.9)
+    ax.legend(handles=legend_handles(scene.roles_shown, vr.levels, scene.colours, f, vr.thresholds),
+              loc="upper right", fontsize=9 * f, framealpha=0.9)
     _add_scale_bar(ax, scene.pixels_per_mm, width, height, f)
     summary = nerve_summary(vr, vr.temperature(index), nerve_length or NerveLength(vr), (scene.lo, scene.hi))
     if summary:
@@ -287,12 +288,14 @@ def scene_figure(scene: Scene3D, index: int, nerve_length: NerveLength | None = 
     return fig
 
 
-def legend_handles(roles: list[str], levels: list[float], colours: dict[float, tuple], scale: float = 1.0) -> list:
+def legend_handles(roles: list[str], levels: list[float], colours: dict[float, tuple], scale: float = 1.0,
+                   thresholds: Thresholds = THRESHOLDS) -> list:
     """Legend entries: each tissue role in view, the probe, and the isotherms."""
     handles = [Patch(facecolor=STYLES[r].colour, alpha=1.0 if r in STRUCTURES else 0.45, edgecolor="0.4",
                      label=STYLES[r].label) for r in roles]
     handles.append(Line2D([], [], color=PROBE_COLOUR, lw=4 * scale, label="cryoprobe"))
-    handles += [Patch(facecolor=colours[level], edgecolor="0.3", label=level_label(level)) for level in levels]
+    handles += [Patch(facecolor=colours[level], edgecolor="0.3", label=level_label(level, thresholds))
+                for level in levels]
     return handles
 
 
@@ -306,8 +309,10 @@ def _add_scale_bar(ax, pixels_per_mm: float, width: int, height: int, scale: flo
 
 def nerve_summary(vr: VizResult, T: np.ndarray, nerve_length: NerveLength, box=None) -> str:
     """One line per nerve (those with a node in ``box``, a (low, high) pair in m, when given): its minimum
-    temperature and its length at or below −20 °C, in part of its cross-section and in all of it."""
-    lengths = nerve_length(T, -20.0)
+    temperature and its length at or below the injury level (−20 °C), in part of its cross-section and in
+    all of it."""
+    level = vr.thresholds.injury_c
+    lengths = nerve_length(T, level)
     lines = []
     for r in vr.regions_with("nerve"):
         nodes = vr.region_nodes[r]
@@ -317,7 +322,8 @@ def nerve_summary(vr: VizResult, T: np.ndarray, nerve_length: NerveLength, box=N
         name = vr.result.region_names[r]
         line = f"{name}: min {T[nodes].min():.1f} °C".replace("-", "−")
         if name in lengths:
-            line += (f"; ≤ −20 °C over {lengths[name].any_part * MM:.1f} mm "
+            line += (f"; ≤ {level:g} °C".replace("-", "−")
+                     + f" over {lengths[name].any_part * MM:.1f} mm "
                      f"(whole cross-section {lengths[name].whole * MM:.1f} mm)")
         lines.append(line)
     return "\n".join(lines)

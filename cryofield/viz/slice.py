@@ -136,7 +136,8 @@ class SliceView:
         handles += [Line2D([], [], color=STYLES[r].colour, lw=2.2 * f, label=f"{STYLES[r].label} outline")
                     for r in dict.fromkeys(vr.roles) if r in STRUCTURES]
         handles.append(Line2D([], [], color=PROBE_COLOUR, lw=4 * f, label="cryoprobe"))
-        handles += [Patch(facecolor=self.colours[level], label=level_label(level)) for level in vr.levels]
+        handles += [Patch(facecolor=self.colours[level], label=level_label(level, vr.thresholds))
+                    for level in vr.levels]
         self.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.74, 0.86), fontsize=9 * f,
                         frameon=False)
         self.fig.text(0.02, 0.975, "Ultrasound plane through the probe", fontsize=13 * f, va="top")

@@ -1,0 +1,51 @@
+"""Probe models: a probe's active surface driven by the protocol, ``probes: [{name, surface, model, ...}]``.
+
+The protocol phase gives the set point (docs/physics.md §5): a freeze's cryogen temperature, an active
+thaw's warming temperature, a hold's temperature; in a passive thaw (set point None) and in the basal
+state the probe is off and its surface insulated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantities import HeatTransferCoefficient
+from . import BoundaryModel, BoundaryState, Params, register
+
+
+def set_point(phase) -> float | None:
+    """The probe temperature the phase drives (°C), or None when the probe is off."""
+    return None if phase is None else phase.probe_temperature
+
+
+@register
+class FixedProbe(BoundaryModel):
+    """``fixed``: the active surface is held at the phase's temperature (an ideal probe)."""
+
+    kind, role = "fixed", "probe"
+
+    def assemble(self, state: BoundaryState, phase, t: float) -> None:
+        target = set_point(phase)
+        if target is not None:
+            state.fixed[self.surface.nodes] = True
+            state.fixed_temperature[self.surface.nodes] = target
+
+
+@register
+class ConvectiveProbe(BoundaryModel):
+    """``convective``: -k dT/dn = h (T - T_phase) on the active surface, the cryogen's film coefficient ``h``."""
+
+    kind, role = "convective", "probe"
+
+    class Params(Params):
+        heat_transfer_coefficient: HeatTransferCoefficient = 3000.0
+
+    def assemble(self, state: BoundaryState, phase, t: float) -> None:
+        target = set_point(phase)
+        if target is not None:
+            hA = self.params.heat_transfer_coefficient * self.surface.area
+            state.robin_coef[self.surface.nodes] += hA
+            state.robin_rhs[self.surface.nodes] += hA * target
+
+    def stability_conductance(self) -> np.ndarray:
+        return self.params.heat_transfer_coefficient * self.surface.area

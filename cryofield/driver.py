@@ -1,0 +1,136 @@
+"""The time loop: the stepper advances through the timeline, observers do everything else.
+
+:func:`drive` is the only loop over simulated time. It switches the boundary conditions at each protocol
+phase, lets time-dependent boundary models update between steps, and calls the observers (PyFR's
+completed-step plug-ins): after every accepted step (:meth:`Observer.after_step`: dose trackers) and at
+every output time (:meth:`Observer.at_output`: metrics, snapshots, progress). The loop knows no output.
+
+Examples
+--------
+Record the probe temperature at every output time of a small case:
+
+>>> from cryofield.case import parse_case
+>>> from cryofield.runner import prepare
+>>> plan = prepare(parse_case('''
+... mesh: {generate: {kind: slab, size: [4, 4, 4], cells: [3, 3, 3]}, units: mm}
+... tissues: {tissue: {library: muscle}}
+... probes: [{name: p, surface: zmin}]
+... protocol: [{kind: freeze, duration: 2, temperature: -50}]
+... initial: {type: uniform, temperature: 37}
+... outputs: {snapshot_interval: 1, metrics_interval: 1}
+... '''))
+>>> class ProbeTemperature(Observer):
+...     def __init__(self):
+...         self.rows = []
+...     def at_output(self, run, segment):
+...         self.rows.append((segment.end, round(float(run.temperature()[run.problem.probes[0].nodes].mean()), 1)))
+>>> probe = ProbeTemperature()
+>>> _ = drive(plan.timeline, plan.stepper("cpu"), [probe])
+>>> probe.rows
+[(0.0, 37.0), (1.0, -50.0), (2.0, -50.0)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .problem import Problem
+from .schedule import Phase, Segment
+from .stepper import Stepper
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The protocol's phases and the segments between output times (:func:`cryofield.schedule.build_schedule`)."""
+
+    phases: list[Phase]
+    segments: list[Segment]
+
+    def phase(self, index: int) -> Phase | None:
+        """Phase ``index`` (None for -1: no protocol)."""
+        return self.phases[index] if index >= 0 else None
+
+    @property
+    def end(self) -> float:
+        return self.segments[-1].end if self.segments else 0.0
+
+
+@dataclass
+class RunState:
+    """What observers see of a run in progress."""
+
+    stepper: Stepper
+    problem: Problem
+    timeline: Timeline
+    phase: Phase | None = None
+    #: Wall seconds spent stepping (kernels and after-step observers) and in output observers.
+    timings: dict[str, float] = field(default_factory=lambda: {"stepping_s": 0.0, "output_s": 0.0})
+
+    @property
+    def t(self) -> float:
+        """Simulated time (s)."""
+        return self.stepper.t
+
+    def temperature(self) -> np.ndarray:
+        """Nodal temperature now (°C), a float64 host copy."""
+        return self.stepper.temperature_host()
+
+
+class Observer:
+    """A plug-in called by :func:`drive`; override the hooks it needs (each does nothing by default)."""
+
+    def start(self, run: RunState) -> None:
+        """Before the first step."""
+
+    def after_step(self, run: RunState, T_previous: Any, dt: float) -> None:
+        """After each accepted step; ``T_previous`` (a backend array) is the temperature before it."""
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        """At an output time: the start (a zero-length segment at t = 0), then the end of each segment."""
+
+    def finish(self, run: RunState) -> None:
+        """After the last step."""
+
+
+def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = ()) -> RunState:
+    """Advance ``stepper`` through ``timeline``, calling ``observers``; returns the final :class:`RunState`."""
+    problem = stepper.problem
+    run = RunState(stepper, problem, timeline)
+    for observer in observers:
+        observer.start(run)
+    first = timeline.segments[0].phase if timeline.segments else -1
+    _output(run, observers, Segment(stepper.t, stepper.t, max(first, 0) if timeline.phases else -1, True, True))
+
+    def on_step(T_previous: Any, dt: float) -> None:
+        for observer in observers:
+            observer.after_step(run, T_previous, dt)
+        # time-dependent boundary models (ramps, controllers) update between steps, without a restart
+        if problem.boundaries.update(stepper.t, stepper.temperature_host):
+            stepper.set_boundaries(problem.boundary_state(run.phase, stepper.t), restart=False)
+
+    for i, segment in enumerate(timeline.segments):
+        phase = timeline.phase(segment.phase)
+        if i == 0 or phase is not run.phase:
+            run.phase = phase
+            stepper.set_boundaries(problem.boundary_state(phase, stepper.t))
+        t0 = time.perf_counter()
+        stepper.advance_to(segment.end, on_step)
+        stepper.backend.synchronize()
+        run.timings["stepping_s"] += time.perf_counter() - t0
+        if segment.metrics:
+            _output(run, observers, segment)
+    for observer in observers:
+        observer.finish(run)
+    return run
+
+
+def _output(run: RunState, observers: Sequence[Observer], segment: Segment) -> None:
+    t0 = time.perf_counter()
+    for observer in observers:
+        observer.at_output(run, segment)
+    run.timings["output_s"] += time.perf_counter() - t0

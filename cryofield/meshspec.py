@@ -1,0 +1,240 @@
+"""Schemas of a case's mesh section and of its probes' placements: what a case says, not what is built.
+
+:class:`MeshSpec` names where the mesh comes from: a file, a generator (:data:`Generator`, one class per
+``kind``) or the occipital phantom (:class:`PhantomSpec`: size preset, side, :class:`Anatomy`, element
+sizes). :class:`ProbePlacement` is a needle probe's gauge, active length and pose in the phantom. The code
+that acts on them lives in :mod:`cryofield.mesh`: :mod:`~cryofield.mesh.sources` loads a mesh,
+:mod:`~cryofield.mesh.anatomy` builds the phantom's geometry (and describes its frame),
+:mod:`~cryofield.mesh.placement` resolves and checks poses, :mod:`~cryofield.mesh.phantom` meshes it.
+
+A leaf module (nothing else of cryofield is imported here), so that :mod:`cryofield.case` and
+:mod:`cryofield.mesh` can both import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Base for every case section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# The occipital phantom's anatomy (frame and geometry: cryofield.mesh.anatomy).
+
+Length = Annotated[float, Field(gt=0, le=200)]
+
+#: A landmark as (lateral, inferior) distances from the EOP in mm.
+Landmark2 = tuple[Annotated[float, Field(ge=0, le=150)], Annotated[float, Field(ge=-100, le=150)]]
+
+
+class Anatomy(BaseModel):
+    """Landmarks, diameters and layer thicknesses (mm, degrees); defaults are published means.
+
+    Landmarks are ``(lateral, inferior)`` distances from the EOP; depths below the skin where a source
+    gives them.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    skin_thickness: Length = 2.0  # [M] occipital scalp epidermis + dermis
+    subcutaneous_thickness: Length = 7.5  # [D] skin + subcutaneous 9.5 mm covers the GON (depth 6.9, Ø 3.85)
+    trapezius_thickness: Length = 4.15  # [R] Hung et al. 2010: 3.4-4.9 mm
+    bone_thickness: Length = 15.4  # [R] cadaver study: 15.4 mm at the EOP (9-29)
+    nuchal_angle: Annotated[float, Field(ge=5, le=60)] = 20.0  # [M] bone surface below the SNL leaves at this angle
+    occipital_radius: Annotated[float, Field(ge=20, le=500)] = 80.0  # [M] sagittal curvature of the squama
+
+    gon_diameter: Length = 3.85  # [R] Greher 2010 / Tubbs: 3.5-4.2 mm
+    gon_snl: Landmark2 = (21.8, 0.0)  # [R] Shim et al. 2011: 20.5-23.1 mm lateral at the SNL
+    gon_snl_depth: Length = 6.9  # [R] Shim et al. 2011: 6.8-7.0 mm below the skin
+    gon_trapezius: Landmark2 = (22.6, 16.3)  # [R] Kim et al. 2018: pierces the trapezius
+    gon_semispinalis: Landmark2 = (13.1, 27.7)  # [R] Kim et al. 2018: pierces the semispinalis capitis
+    gon_obliquus: Landmark2 = (30.2, 52.3)  # [R] Kim et al. 2018: winds round the obliquus capitis inferior
+
+    artery_diameter: Length = 2.5  # [R] Schmidt & Adelmann 2001: 2.3-2.7 mm outer diameter at the SNL
+    artery_gap: Annotated[float, Field(gt=0, le=20)] = 1.35  # [R] Shim et al. 2011: 1.2-1.5 mm lateral of the GON
+    artery_pierces: Landmark2 = (36.0, 12.0)  # [M] becomes subcutaneous between trapezius and SCM insertions
+    artery_superior: Landmark2 = (40.0, -35.0)  # [R] Schmidt & Adelmann: ~40 mm lateral further up
+
+    ton_diameter: Length = 1.3  # [R] Tubbs: ~1.3 mm
+    ton_trapezius: Landmark2 = (12.9, 44.2)  # [R] Kim et al. 2018: pierces the trapezius
+    ton_semispinalis: Landmark2 = (11.5, 61.4)  # [R] Kim et al. 2018: pierces the semispinalis capitis
+    ton_end: Landmark2 = (6.0, 4.0)  # [M] ends in the skin below the EOP
+
+    lon_diameter: Length = 1.2  # [M]
+    lon_scm: Landmark2 = (64.0, 79.0)  # [R] Saglam et al. 2024: posterior border of the sternocleidomastoid
+
+    medial_extent: Annotated[float, Field(ge=0, le=50)] = 10.0  # model reaches this far past the midline
+    lateral_extent: Length = 85.0
+    superior_extent: Length = 35.0
+    inferior_extent: Length = 95.0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.occipital_radius * np.cos(np.radians(self.nuchal_angle)) <= self.bone_thickness:
+            raise ValueError("occipital_radius too small: the bone surface must curve down through the deep boundary")
+        if self.gon_snl_depth + self.gon_diameter / 2 >= self.skin_thickness + self.subcutaneous_thickness:
+            raise ValueError("the GON at the superior nuchal line must lie above the bone: increase "
+                             "subcutaneous_thickness or decrease gon_snl_depth / gon_diameter")
+        if self.lon_scm[0] + 5 > self.lateral_extent or self.inferior_extent < self.lon_scm[1] + 5:
+            raise ValueError("lateral_extent / inferior_extent must include the lesser occipital nerve")
+        return self
+
+
+# Needle probes in the phantom (poses and their checks: cryofield.mesh.placement).
+
+#: Outer diameter (mm) of cryoprobe needles by gauge (PHYSICS.md §5).
+GAUGES = {"14G": 2.108, "16G": 1.651, "18G": 1.270, "20G": 0.908, "22G": 0.718, "25G": 0.515, "27G": 0.413}
+
+Vector = tuple[float, float, float]
+
+
+class NerveTarget(BaseModel):
+    """Where the tip sits relative to a nerve of the phantom."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nerve: Literal["gon", "ton", "lon"]
+    at: str | None = None  # a landmark of that nerve; default: gon superior_nuchal_line, ton/lon their exit
+    along: Annotated[float, Field(ge=-100, le=100)] = 0.0  # mm along the nerve from there, + distal
+    side: Literal["lateral", "medial", "superficial", "deep"] = "medial"
+    gap: Annotated[float, Field(ge=0, le=30)] = 0.5  # mm of tissue between the nerve and the probe
+
+
+class Approach(BaseModel):
+    """Direction of the needle: where it enters relative to the tip, and its angle to the skin."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    entry: Literal["lateral", "medial", "superior", "inferior"] = Field(alias="from")
+    angle: Annotated[float, Field(gt=0, lt=90)] = 30.0  # degrees between the needle and the skin
+
+
+class ProbePlacement(BaseModel):
+    """A needle probe's gauge, active length and pose (see :mod:`cryofield.mesh.placement`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gauge: Literal["14G", "16G", "18G", "20G", "22G", "25G", "27G"]
+    active_length: Annotated[float, Field(gt=0, le=40)]
+    target: NerveTarget | None = None
+    tip: Vector | None = None
+    approach: Approach | None = None
+    direction: Vector | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self):
+        if (self.target is None) == (self.tip is None):
+            raise ValueError("give exactly one of 'target' (relative to a nerve) or 'tip' (absolute, mm)")
+        if (self.approach is None) == (self.direction is None):
+            raise ValueError("give exactly one of 'approach' or 'direction'")
+        if self.direction is not None and np.linalg.norm(self.direction) == 0:
+            raise ValueError("direction must not be zero")
+        return self
+
+
+# The phantom (meshed by cryofield.mesh.phantom).
+
+#: Built-in tissue library entry of each region, for cases and the clinical summary.
+TISSUE_OF = {"skin": "skin", "fat": "fat", "trapezius": "muscle", "semispinalis": "muscle", "bone": "bone",
+             "gon": "nerve", "ton": "nerve", "lon": "nerve", "artery": "blood"}
+
+Size = Annotated[float, Field(gt=0, le=50)]
+
+
+class MeshSizes(BaseModel):
+    """Element sizes (mm); any left out come from the preset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tip: Size | None = None
+    ice: Size | None = None
+    ice_radius: Size | None = None
+    vessel_divisions: Annotated[float, Field(ge=1, le=40)] | None = None
+    skin: Size | None = None
+    far: Size | None = None
+
+
+#: Size presets: coarse about 50 k nodes, medium about 300 k, fine about 1 M (with one probe).
+PRESETS: dict[str, dict[str, float]] = {
+    "coarse": {"tip": 0.25, "ice": 0.7, "ice_radius": 8.0, "vessel_divisions": 2.5, "skin": 3.0, "far": 6.0},
+    "medium": {"tip": 0.15, "ice": 0.33, "ice_radius": 10.0, "vessel_divisions": 5.0, "skin": 1.6, "far": 4.0},
+    "fine": {"tip": 0.1, "ice": 0.22, "ice_radius": 12.0, "vessel_divisions": 8.0, "skin": 1.0, "far": 3.0},
+}
+
+
+class PhantomSpec(BaseModel):
+    """Everything that shapes a phantom except its probes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["coarse", "medium", "fine"] = "coarse"
+    side: Literal["right", "left"] = "right"
+    anatomy: Anatomy = Field(default_factory=Anatomy)
+    sizes: MeshSizes = Field(default_factory=MeshSizes)
+
+    def resolved_sizes(self) -> dict[str, float]:
+        """The preset's sizes with the overrides applied."""
+        return PRESETS[self.preset] | self.sizes.model_dump(exclude_none=True)
+
+
+# The mesh section of a case (loaded by cryofield.mesh.sources).
+
+
+class SlabGenerator(Strict):
+    """A structured box (lengths in ``mesh.units``); surfaces ``xmin``..``zmax``, region ``tissue``."""
+
+    kind: Literal["slab"]
+    size: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    cells: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class SphereShellGenerator(Strict):
+    """An octant of a spherical shell meshed by Gmsh; surfaces ``inner``, ``outer``, ``symmetry``."""
+
+    kind: Literal["sphere_octant_shell"]
+    inner_radius: Annotated[float, Field(gt=0)]
+    outer_radius: Annotated[float, Field(gt=0)]
+    size_inner: Annotated[float, Field(gt=0)]
+    size_outer: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _radii(self):
+        if self.outer_radius <= self.inner_radius:
+            raise ValueError("outer_radius must exceed inner_radius")
+        return self
+
+
+Generator = Annotated[SlabGenerator | SphereShellGenerator, Field(discriminator="kind")]
+#: The ``kind`` of each generator; :mod:`cryofield.mesh.sources` has a function for each.
+GENERATOR_KINDS: tuple[str, ...] = tuple(get_args(g.model_fields["kind"].annotation)[0]
+                                         for g in get_args(get_args(Generator)[0]))
+
+
+class MeshSpec(Strict):
+    """Where the mesh comes from and how its tags are named.
+
+    ``phantom``: the occipital phantom (:mod:`cryofield.mesh.phantom`), generated with the case's
+    probe placements carved out and cached; its lengths are millimetres.
+    """
+
+    file: str | None = None
+    generate: Generator | None = None
+    phantom: PhantomSpec | None = None
+    units: Literal["mm", "m"] = "mm"
+    regions: dict[str, int] | None = None
+    surfaces: dict[str, int] | None = None
+    tag_array: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum(x is not None for x in (self.file, self.generate, self.phantom)) != 1:
+            raise ValueError("give exactly one of 'file', 'generate' or 'phantom'")
+        if self.phantom is not None and self.units != "mm":
+            raise ValueError("the phantom is specified in millimetres: use units: mm")
+        return self

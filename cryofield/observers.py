@@ -1,0 +1,137 @@
+"""The observers of a run (:class:`cryofield.driver.Observer`): dose trackers, metrics, snapshots, progress.
+
+Each has one job. :class:`DoseTracker` runs on the backend after every step; the others work at output
+times on host copies. A new measure is a new observer here (or anywhere) passed to
+:func:`cryofield.driver.drive`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .driver import Observer, RunState
+from .io.results import ResultWriter
+from .metrics import RegionMeasures
+from .problem import Problem
+from .schedule import Segment
+
+
+class DoseTracker(Observer):
+    """Per node, on the backend: the running minimum temperature and the time spent below each threshold.
+
+    Parameters
+    ----------
+    thresholds
+        Temperatures (°C); the time below each is linear in time within a step (:func:`cryofield.kernels.track_at`).
+    """
+
+    def __init__(self, thresholds: list[float] | tuple[float, ...]):
+        self.levels = list(thresholds)
+
+    def start(self, run: RunState) -> None:
+        stepper = run.stepper
+        be, T = stepper.backend, stepper.T
+        self.T_min = be.to_device(be.to_host(T))
+        self.thresholds = be.to_device(np.asarray(self.levels, stepper.dtype))
+        self.time_below = be.to_device(np.zeros((len(self.levels), stepper.problem.n_nodes), stepper.dtype))
+        be.track(T, T, 0.0, self.T_min, self.thresholds, self.time_below)  # compiles; a zero step changes nothing
+
+    def after_step(self, run: RunState, T_previous: Any, dt: float) -> None:
+        run.stepper.backend.track(T_previous, run.stepper.T, dt, self.T_min, self.thresholds, self.time_below)
+
+    def min_temperature(self, run: RunState) -> np.ndarray:
+        """(N,) minimum temperature so far (°C), host float64."""
+        return run.stepper.backend.to_host(self.T_min).astype(float)
+
+    def times_below(self, run: RunState) -> np.ndarray:
+        """(K, N) seconds below each threshold so far, host float64."""
+        return run.stepper.backend.to_host(self.time_below).astype(float)
+
+
+class MetricsRecorder(Observer):
+    """At every output time: mean probe temperature, minimum temperature and isotherm volumes per region."""
+
+    def __init__(self, problem: Problem, isotherms: list[float]):
+        self.isotherms = list(isotherms)
+        self.probes = problem.probes
+        self.regions = RegionMeasures(problem.mesh.tets, problem.volumes, problem.elem_mat, problem.region_names,
+                                      problem.node_ptr, problem.node_slot)
+        self.rows: dict[str, list] = {"time": [], "phase": [], "probe_temperature": [], "region_min_temperature": [],
+                                      "volume_below": []}
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        T = run.temperature()
+        rows = self.rows
+        rows["time"].append(segment.end)
+        rows["phase"].append(segment.phase)
+        rows["probe_temperature"].append([T[p.nodes].mean() for p in self.probes])
+        rows["region_min_temperature"].append(self.regions.min_temperature(T))
+        rows["volume_below"].append(self.regions.volumes_below(T, self.isotherms))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The rows as arrays: time (M,), phase (M,), probe_temperature (M, P), region_min_temperature (M, R),
+        volume_below (M, L, R) m³."""
+        rows, m = self.rows, len(self.rows["time"])
+        return {"time": np.array(rows["time"]), "phase": np.array(rows["phase"], np.int32),
+                "probe_temperature": np.array(rows["probe_temperature"], float).reshape(m, len(self.probes)),
+                "region_min_temperature": np.array(rows["region_min_temperature"]),
+                "volume_below": np.array(rows["volume_below"])}
+
+
+class SnapshotWriter(Observer):
+    """Writes the requested nodal fields to the result at every snapshot time."""
+
+    def __init__(self, writer: ResultWriter, fields: list[str]):
+        self.writer, self.fields = writer, fields
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        if not segment.snapshot:
+            return
+        T = run.temperature()
+        fields = {"temperature": T}
+        if "liquid_fraction" in self.fields:
+            fields["liquid_fraction"] = run.problem.liquid_fraction(T)
+        if "enthalpy" in self.fields:
+            fields["enthalpy"] = run.stepper.enthalpy_host()
+        self.writer.write_snapshot(segment.end, segment.phase, fields)
+
+
+class TemperatureRecorder(Observer):
+    """Keeps the nodal temperature at chosen output times (for studies that compare fields, not files)."""
+
+    def __init__(self, times: list[float]):
+        self.times = list(times)
+        self.found: dict[float, np.ndarray] = {}
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        for t in self.times:
+            if abs(segment.end - t) <= 1e-9 * max(abs(t), 1.0):
+                self.found[t] = run.temperature()
+
+    def fields(self) -> list[np.ndarray]:
+        """The temperatures in the order of ``times``."""
+        return [self.found[t] for t in self.times]
+
+
+class ProgressBar(Observer):
+    """A live tqdm bar: simulated time, wall time, ETA, the protocol phase and DOF-steps/s."""
+
+    def start(self, run: RunState) -> None:
+        from tqdm import tqdm
+
+        self.done = 0.0
+        self.bar = tqdm(total=run.timeline.end, unit="s", unit_scale=False, dynamic_ncols=True, desc="simulated",
+                        bar_format="{desc}: {n:.1f}/{total:.1f} s |{bar}| wall {elapsed} ETA {remaining}{postfix}")
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        self.bar.update(segment.end - self.done)
+        self.done = segment.end
+        stats, stepping = run.stepper.stats, max(run.timings["stepping_s"], 1e-9)
+        rate = run.problem.n_nodes * stats.operator_applications / stepping
+        phase = f"phase {run.phase.index + 1}/{len(run.timeline.phases)} {run.phase.kind}, " if run.phase else ""
+        self.bar.set_postfix_str(f"{phase}{rate / 1e6:.1f} M DOF-steps/s", refresh=False)
+
+    def finish(self, run: RunState) -> None:
+        self.bar.close()
