@@ -30,7 +30,7 @@ from cryofield.stepper import StepStats
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")
 
-#: Blood of the verification set (PHYSICS.md §3): rho_b c_b = 3.6e6 J/m³/K, so the generic tissue has m = 60 1/m.
+#: Blood of the verification set (docs/physics.md §3): rho_b c_b = 3.6e6 J/m³/K, so the generic tissue has m = 60 1/m.
 GENERIC_BLOOD = "blood: {density: 1000, specific_heat: 3600, arterial_temperature: 37}"
 
 

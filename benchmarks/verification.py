@@ -1,4 +1,4 @@
-"""Verification suite: errors against the closed forms of PHYSICS.md §7 and observed orders of convergence.
+"""Verification suite: errors against the closed forms of docs/physics.md §7 and observed orders of convergence.
 
 Every study runs a refinement series and reports, for each mesh, its size h and its error; the observed
 order is the least-squares slope of log(error) against log(h) (:func:`cryofield.verification.observed_order`).
@@ -55,7 +55,7 @@ from .geometry import annular_sector, write_case_mesh
 
 NAME = "verification"
 
-#: Generic tissue (PHYSICS.md §3) with GENERIC_BLOOD: m = sqrt(w_b rho_b c_b / k) and T_a* = T_a + Q_m / (w_b rho_b c_b).
+#: Generic tissue (docs/physics.md §3) with GENERIC_BLOOD: m = sqrt(w_b rho_b c_b / k) and T_a* = T_a + Q_m / (w_b rho_b c_b).
 GENERIC = {"k": 0.5, "C": 3.6e6, "perfusion": 5e-4 * 3.6e6, "metabolic": 4200.0}
 M_GENERIC = float(np.sqrt(GENERIC["perfusion"] / GENERIC["k"]))
 TA_STAR = 37.0 + GENERIC["metabolic"] / GENERIC["perfusion"]

@@ -1,4 +1,4 @@
-"""Tissue library and the canonical enthalpy model (PHYSICS.md §2–3).
+"""Tissue library and the canonical enthalpy model (docs/physics.md §2–3).
 
 Every quantity is SI: kg/m³, J/kg/K, W/m/K, 1/s, W/m³, J/m³; temperatures in °C.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Tissue defaults of PHYSICS.md §3. ``heat_capacity_frozen`` and ``latent_heat`` are volumetric.
+#: Tissue defaults of docs/physics.md §3. ``heat_capacity_frozen`` and ``latent_heat`` are volumetric.
 TISSUE_LIBRARY: dict[str, dict[str, float]] = {
     "skin": dict(density=1109, specific_heat=3391, conductivity=0.37, perfusion=1.96e-3,
                  conductivity_frozen=1.6, heat_capacity_frozen=1.9e6, latent_heat=240e6, metabolic_heat=1800),

@@ -88,7 +88,7 @@ class Anatomy(BaseModel):
 
 # Needle probes in the phantom (poses and their checks: cryofield.mesh.placement).
 
-#: Outer diameter (mm) of cryoprobe needles by gauge (PHYSICS.md §5).
+#: Outer diameter (mm) of cryoprobe needles by gauge (docs/physics.md §5).
 GAUGES = {"14G": 2.108, "16G": 1.651, "18G": 1.270, "20G": 0.908, "22G": 0.718, "25G": 0.515, "27G": 0.413}
 
 Vector = tuple[float, float, float]

@@ -1,4 +1,4 @@
-"""Closed-form references (PHYSICS.md §7) and error norms, shared by the tests and the benchmarks."""
+"""Closed-form references (docs/physics.md §7) and error norms, shared by the tests and the benchmarks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Neumann two-phase planar freezing: front position against the closed form (PHYSICS.md §7)."""
+"""Neumann two-phase planar freezing: front position against the closed form (docs/physics.md §7)."""
 
 import numpy as np
 import pytest

@@ -18,7 +18,7 @@ term makes the Jacobian well conditioned), or a sparse direct factorisation (Sup
 is built once per step and reused by that step's iterations. The steady (basal) solve uses the AMG
 preconditioner. A step whose iteration does not converge is retried as two half steps.
 
-The physics is the same as cryofield's (PHYSICS.md §2; the tissue laws come from the case's
+The physics is the same as cryofield's (docs/physics.md §2; the tissue laws come from the case's
 :class:`~cryofield.materials.Material` objects): element conductivity is the mean of k(T) at its nodes,
 mass and boundary mass are lumped, a node's enthalpy law is that of the tissue holding most of its
 volume, perfusion and metabolism are volume-weighted and scale with the liquid fraction. Only the mesh

@@ -191,7 +191,7 @@ def neumann_side_by_side(sizes: dict) -> dict:
     ours = [cryofield_trial(case, s, FRONT_TIMES, score, sizes["repeats"]) for s in sizes["cryofield"]]
     peers = peer_series(case, sizes["peer_neumann"], FRONT_TIMES, score, sizes["repeats"])
     return side_by_side("neumann_side_by_side", f"Neumann planar freezing, {sizes['neumann_cells']} cells",
-                        "RMS over 10-90 s of the relative front error", "closed form (PHYSICS.md §7)",
+                        "RMS over 10-90 s of the relative front error", "closed form (docs/physics.md §7)",
                         len(points), ours, peers)
 
 

@@ -1,4 +1,4 @@
-"""Parametric anatomy of the posterior head and upper neck around the occipital nerves (PHYSICS.md §6).
+"""Parametric anatomy of the posterior head and upper neck around the occipital nerves (docs/physics.md §6).
 
 Coordinate frame (all lengths in mm here; the generated :class:`~cryofield.mesh.core.Mesh` is in metres):
 
@@ -22,7 +22,7 @@ thickness``); below the SNL it is the deep surface of the semispinalis layer, wh
 the obliquus capitis inferior.
 
 Nerves and the occipital artery are tubes of constant diameter along smooth (C1 cubic) curves through
-published landmarks (the defaults of :class:`~cryofield.meshspec.Anatomy`, each tagged as in PHYSICS.md:
+published landmarks (the defaults of :class:`~cryofield.meshspec.Anatomy`, each tagged as in docs/physics.md:
 [R] read in the named source, [M] recalled, [D] derived here). Depths the sources do not give are put on
 the tissue interface the landmark names (e.g. "pierces the trapezius": on the trapezius' superficial
 surface), and the courses cross each interface at 45° (:class:`_CourseBuilder`).
