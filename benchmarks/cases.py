@@ -40,5 +40,6 @@ def probe_block_case(directory: Path, size_tip: float, size_far: float, freeze: 
     mesh = probe_block(size_tip, size_far)
     path = write_case_mesh(mesh, Path(directory), f"probe_block_{size_tip:g}_{size_far:g}")
     return parse_case(PROBE_BLOCK_CASE.format(mesh=path, freeze=freeze, thaw=thaw, snapshot=freeze + thaw + freeze,
-                                              max_dt=max_dt, max_change=max_change), source=str(path.with_suffix(".yaml")),
+                                              max_dt=max_dt, max_change=max_change),
+                      source=str(path.with_suffix(".yaml")),
                       base_dir=directory)

@@ -66,7 +66,8 @@ def probe_block(size_tip: float, size_far: float) -> Mesh:
     z_top = z_tip + g["active"]
     with gmsh_session():
         occ = gmsh.model.occ
-        layers = [(3, occ.addBox(-w, -w, 0, 2 * w, 2 * w, z_fat)), (3, occ.addBox(-w, -w, z_fat, 2 * w, 2 * w, g["fat"]))]
+        layers = [(3, occ.addBox(-w, -w, 0, 2 * w, 2 * w, z_fat)),
+                  (3, occ.addBox(-w, -w, z_fat, 2 * w, 2 * w, g["fat"]))]
         nerve = (3, occ.addCylinder(g["nerve_offset"], -w, z_tip + g["active"] / 2, 0, 2 * w, 0, g["nerve_radius"]))
         needle = [(3, occ.addCylinder(0, 0, z_tip, 0, 0, g["active"], r)),
                   (3, occ.addCylinder(0, 0, z_top, 0, 0, depth - z_top, r))]

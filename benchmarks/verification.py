@@ -55,7 +55,8 @@ from .geometry import annular_sector, write_case_mesh
 
 NAME = "verification"
 
-#: Generic tissue (docs/physics.md §3) with GENERIC_BLOOD: m = sqrt(w_b rho_b c_b / k) and T_a* = T_a + Q_m / (w_b rho_b c_b).
+#: Generic tissue (docs/physics.md §3) with GENERIC_BLOOD: m = sqrt(w_b rho_b c_b / k) and
+#: T_a* = T_a + Q_m / (w_b rho_b c_b).
 GENERIC = {"k": 0.5, "C": 3.6e6, "perfusion": 5e-4 * 3.6e6, "metabolic": 4200.0}
 M_GENERIC = float(np.sqrt(GENERIC["perfusion"] / GENERIC["k"]))
 TA_STAR = 37.0 + GENERIC["metabolic"] / GENERIC["perfusion"]
@@ -313,7 +314,8 @@ def manufactured_study(cells: list[int]) -> dict:
         case = fill_case(MMS_CASE, n=n)
         problem = build_problem(case, mesh_of(case))
         x = problem.mesh.points
-        P = GENERIC["perfusion"] * (1.0 + 0.8 * np.sin(np.pi * x[:, 0] / MMS_LENGTH) * np.cos(np.pi * x[:, 1] / (2 * MMS_LENGTH)))
+        P = GENERIC["perfusion"] * (1.0 + 0.8 * np.sin(np.pi * x[:, 0] / MMS_LENGTH)
+                                    * np.cos(np.pi * x[:, 1] / (2 * MMS_LENGTH)))
         problem.perfusion = P
         u, grad, lap = manufactured_sine(x, MMS_LENGTH, 37.0, MMS_AMPLITUDE)
         # -div(k(u) grad u) + P (u - T_a) = f with k = 0.3 + 0.01 u
@@ -412,7 +414,7 @@ def tables(result: dict) -> str:
         for norm, errors in r["errors"].items():
             fitted = norm in r["expected_order"]
             rows.append([r["title"], r["norms"][norm], f"{abs(errors[-1]):.3e}",
-                         f"{r['observed_order'][norm]:.2f}" if fitted else "", 
+                         f"{r['observed_order'][norm]:.2f}" if fitted else "",
                          f"{r['expected_order'][norm]:g}" if fitted else "", len(errors)])
     parts = ["### Verification summary\n", markdown_table(["study", "norm", "error, finest mesh", "observed order",
                                                            "expected order", "meshes"], rows)]

@@ -37,7 +37,8 @@ def edge_coefficients(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
     return volumes[:, None] * np.einsum("eij,eij->ei", grads[:, a], grads[:, b])
 
 
-def lumped_volumes(tets: np.ndarray, volumes: np.ndarray, n_nodes: int, weights: np.ndarray | None = None) -> np.ndarray:
+def lumped_volumes(tets: np.ndarray, volumes: np.ndarray, n_nodes: int,
+                   weights: np.ndarray | None = None) -> np.ndarray:
     """Row-sum lumped mass of a unit-density P1 mass matrix: each node gets a quarter of each element.
 
     ``weights`` (E,) multiplies each element's share (e.g. a per-element property).

@@ -27,6 +27,10 @@ def fraction_below(values: np.ndarray, level: float) -> np.ndarray:
     u = np.sort(np.asarray(values, float), axis=1)
     u0, u1, u2, u3 = u.T
     c = float(level)
+
+    def g(x):
+        return (c - x) ** 3 / ((u2 - x) * (u3 - x))
+
     out = np.where(c >= u3, 1.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         low = (c > u0) & (c <= u1)
@@ -34,7 +38,6 @@ def fraction_below(values: np.ndarray, level: float) -> np.ndarray:
         high = (c > u2) & (c < u3)
         out = np.where(high, 1.0 - (u3 - c) ** 3 / ((u3 - u0) * (u3 - u1) * (u3 - u2)), out)
         mid = (c > u1) & (c <= u2)
-        g = lambda x: (c - x) ** 3 / ((u2 - x) * (u3 - x))
         gap = u1 - u0
         scale = np.maximum(u3 - u0, 1e-300)
         quotient = (g(u0) - g(u1)) / gap

@@ -1,7 +1,8 @@
 """Steady state of the Pennes problem (the basal state before the probe starts, or a steady reference).
 
 Solves  K(T) T + diag(V f_l P + hA) T = V f_l (P T_a + Q) + hA T_amb  with fixed nodes eliminated, by
-Picard iteration (damped when it stalls) on the temperature-dependent conductivity and liquid fraction; each linear solve is
+Picard iteration (damped when it stalls) on the temperature-dependent conductivity and liquid fraction; each linear
+solve is
 conjugate gradients preconditioned by smoothed-aggregation algebraic multigrid (pyamg), which takes a
 1 M-node mesh in seconds where a direct 3-D factorisation would fill in badly.
 """

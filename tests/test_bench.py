@@ -87,7 +87,8 @@ def stub_suite(monkeypatch):
     """Replace the verification suite by a stub whose one error figure the test sets."""
     module = types.ModuleType("stub_suite")
     module.error = 1e-3
-    module.run = lambda quick, backend: {"records": [{"id": "stub", "figures": {"error": figure(module.error, "error")}}]}
+    module.run = lambda quick, backend: {"records": [{"id": "stub",
+                                                      "figures": {"error": figure(module.error, "error")}}]}
     module.tables = lambda res: "| stub |"
     monkeypatch.setitem(sys.modules, "stub_suite", module)
     monkeypatch.setitem(suites.SUITES, "verification", "stub_suite")

@@ -14,10 +14,10 @@ same cases on the same meshes over a series of accuracy settings (cryofield: ``m
 Wall time runs from the case to the temperatures at the output times: mesh reading, assembly, the basal
 state and the stepping (Numba kernels are compiled beforehand). Both run on one core (one Numba thread,
 one BLAS thread: a spinning BLAS thread on a busy machine slows every vector operation of SciPy's CG
-many times), which keeps the ratio fair and steady on a shared machine. The ratio quoted is, for each cryofield setting, the fastest peer run whose error is
-equal or smaller, divided by cryofield's time; when no peer run is that accurate, the ratio for the
-peer's most accurate run is a lower bound. The peer's linear solver is the fastest of its three in a
-short pilot run on each case.
+many times), which keeps the ratio fair and steady on a shared machine. The ratio quoted is, for each
+cryofield setting, the fastest peer run whose error is equal or smaller, divided by cryofield's time;
+when no peer run is that accurate, the ratio for the peer's most accurate run is a lower bound. The
+peer's linear solver is the fastest of its three in a short pilot run on each case.
 """
 
 from __future__ import annotations
@@ -213,8 +213,9 @@ def block_side_by_side(sizes: dict) -> dict:
         peers = peer_series(case, sizes["peer_block"], times, score, sizes["repeats"])
     tip, far = sizes["block"]
     return side_by_side("block_side_by_side", f"18G probe 3 mm from a nerve in fat/muscle, {freeze:g}/{thaw:g}/"
-                        f"{freeze:g} s freeze-thaw-freeze, mesh {tip:g}-{far:g} mm", "largest volume-weighted RMS temperature error (K) at the "
-                        "end of each phase", f"cryofield on the same mesh, max_dt {REFERENCE_SETTING[0]:g} s, "
+                        f"{freeze:g} s freeze-thaw-freeze, mesh {tip:g}-{far:g} mm",
+                        "largest volume-weighted RMS temperature error (K) at the end of each phase",
+                        f"cryofield on the same mesh, max_dt {REFERENCE_SETTING[0]:g} s, "
                         f"max_change {REFERENCE_SETTING[1]:g} K", mesh.n_nodes, ours, peers)
 
 
