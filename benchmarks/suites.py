@@ -75,8 +75,38 @@ def describe(meta: dict) -> str:
             f"git {git['commit'][:12]}{' (modified)' if git['dirty'] else ''}, {meta['created']}")
 
 
+def parser() -> argparse.ArgumentParser:
+    """The options of ``cryofield bench`` (and of ``python -m benchmarks``)."""
+    bench = argparse.ArgumentParser(prog="cryofield bench",
+                                    description="Run benchmark suites (benchmarks/README.md): print markdown tables, "
+                                                "save JSON with machine, backend, versions and git revision, "
+                                                "optionally compare with a baseline (exit 1 on a regression).")
+    bench.add_argument("suites", nargs="+", choices=(*SUITES, "all"), help="suites to run, in order")
+    bench.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 cores")
+    bench.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
+                       help="backend that steps every suite's transient runs (cuda without a usable GPU: exit 2)")
+    bench.add_argument("-o", "--output", type=Path, default=None,
+                       help="results JSON (default results/bench_SUITES_MODE.json)")
+    bench.add_argument("--compare", type=Path, metavar="BASELINE.json",
+                       help="compare with a baseline: exit 1 when an accuracy or speed figure got worse")
+    return bench
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run (:func:`main`); bad input is exit 2 with a one-line message."""
+    args = parser().parse_args(argv)
+    if args.output is None:
+        names = "_".join(SUITES if "all" in args.suites else dict.fromkeys(args.suites))
+        args.output = Path("results") / f"bench_{names}_{'quick' if args.quick else 'full'}.json"
+    try:
+        return main(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(args: argparse.Namespace) -> int:
-    """``cryofield bench``: 0 when every suite ran (and nothing regressed), 1 on a regression."""
+    """Run the suites of ``args``: 0 when every suite ran (and nothing regressed), 1 on a regression."""
     baseline = load_result(args.compare) if args.compare else None
     names = list(SUITES) if "all" in args.suites else list(dict.fromkeys(args.suites))
     result = run_suites(names, args.quick, args.backend)

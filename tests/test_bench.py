@@ -14,7 +14,7 @@ import pytest
 from benchmarks import suites
 from benchmarks.common import metadata
 from benchmarks.compare import IncomparableError, compare, failures, figure, judge
-from cryofield.bench import benchmarks_package
+from cryofield.bench import benchmarks_command
 from cryofield.cli import main
 from cryofield.errors import InputError
 
@@ -97,31 +97,38 @@ def stub_suite(monkeypatch):
 
 def test_command_writes_json_and_exits_1_on_regression(stub_suite, tmp_path, capsys):
     baseline = tmp_path / "baseline.json"
-    assert main(["bench", "verification", "--quick", "-o", str(baseline)]) == 0
+    assert suites.cli(["verification", "--quick", "-o", str(baseline)]) == 0
     data = json.loads(baseline.read_text())
     assert {"machine", "backend", "versions", "git"} <= set(data["meta"])
     assert data["suites"]["verification"]["records"][0]["figures"]["error"]["value"] == 1e-3
-    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "same.json"), "--compare",
+    assert suites.cli(["verification", "--quick", "-o", str(tmp_path / "same.json"), "--compare",
                  str(baseline)]) == 0
     stub_suite.error = 2e-3
-    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "worse.json"), "--compare",
+    assert suites.cli(["verification", "--quick", "-o", str(tmp_path / "worse.json"), "--compare",
                  str(baseline)]) == 1
     assert "regressed: verification / stub / error: 0.001 -> 0.002" in capsys.readouterr().err
 
 
 def test_command_refuses_a_baseline_of_another_mode(stub_suite, tmp_path, capsys):
     baseline = tmp_path / "baseline.json"
-    main(["bench", "verification", "--quick", "-o", str(baseline)])
+    suites.cli(["verification", "--quick", "-o", str(baseline)])
     full = copy.deepcopy(json.loads(baseline.read_text()))
     full["meta"]["mode"] = "full"
     baseline.write_text(json.dumps(full))
-    assert main(["bench", "verification", "--quick", "-o", str(tmp_path / "x.json"), "--compare", str(baseline)]) == 2
+    assert suites.cli(["verification", "--quick", "-o", str(tmp_path / "x.json"), "--compare", str(baseline)]) == 2
     assert "full mode" in capsys.readouterr().err
 
 
 def test_without_a_checkout_the_command_says_so(tmp_path):
     with pytest.raises(InputError, match="pip install -e"):
-        benchmarks_package(tmp_path)
+        benchmarks_command(tmp_path)
+
+
+def test_cryofield_bench_hands_every_argument_to_the_checkouts_benchmarks(capfd):
+    assert main(["bench", "--help"]) == 0
+    assert "--compare" in capfd.readouterr().out
+    assert main(["bench", "nosuchsuite"]) == 2
+    assert "invalid choice" in capfd.readouterr().err
 
 
 def test_peer_matches_the_neumann_closed_form_and_cryofield():
