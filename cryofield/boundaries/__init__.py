@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -182,15 +183,14 @@ class BoundarySet:
             model.assemble(state, phase, t)
         return state
 
-    def update(self, t: float, temperature: callable) -> bool:
+    def update(self, t: float, temperature: Callable[[], np.ndarray]) -> bool:
         """Call every model's :meth:`~BoundaryModel.update`; True when any assembled term changed.
 
         ``temperature`` returns the nodal temperature (host copy), called only when a model reads it.
         """
         needs = any(model.reads_temperature for model in self.models)
         view = SolverView(t, temperature() if needs else np.empty(0))
-        changed = [model.update(view) for model in self.models]
-        return any(changed)
+        return any([model.update(view) for model in self.models])  # a list: every model updates
 
     def stability_conductance(self) -> np.ndarray:
         """(N,) the largest h*A (W/K) all models together can put on each node."""

@@ -38,7 +38,8 @@ def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:
                              f'{item(f"/fields/{name}", shape)}</Attribute>')
         grids.append(
             f'<Grid Name="t{i:06d}" GridType="Uniform"><Time Value="{float(t)!r}"/>'
-            f'<Topology TopologyType="Tetrahedron" NumberOfElements="{n_tets}">{item("/mesh/tetra", (n_tets, 4), "Int", 4)}'
+            f'<Topology TopologyType="Tetrahedron" NumberOfElements="{n_tets}">'
+            f'{item("/mesh/tetra", (n_tets, 4), "Int", 4)}'
             f'</Topology><Geometry GeometryType="XYZ">{item("/mesh/points", (n_nodes, 3))}</Geometry>'
             + "".join(attrs) + "</Grid>")
     text = ('<?xml version="1.0"?>\n<Xdmf Version="3.0"><Domain>'

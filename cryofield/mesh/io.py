@@ -133,8 +133,9 @@ def _cells_of(raw: meshio.Mesh, cell_type: str, array: str) -> tuple[np.ndarray,
 def write_mesh(mesh: Mesh, path: str | Path, units: str = "mm") -> None:
     """Write a mesh with its tags and names (Gmsh 2.2 ``.msh`` keeps both; other formats keep tags).
 
-    Coordinates are written in ``units``; a ``.xz`` or ``.gz`` suffix compresses the file. Non-empty :attr:`Mesh.metadata` (in metres, whatever
-    ``units``) goes to the sidecar ``NAME.meta.json``, which :func:`read_mesh` picks up.
+    Coordinates are written in ``units``; a ``.xz`` or ``.gz`` suffix compresses the file. Non-empty
+    :attr:`Mesh.metadata` (in metres, whatever ``units``) goes to the sidecar ``NAME.meta.json``, which
+    :func:`read_mesh` picks up.
     """
     path = Path(path)
     if path.suffix in COMPRESSORS:
