@@ -1,11 +1,19 @@
-"""GPU figures of the CUDA backend, measured in one run on whatever NVIDIA GPU is present.
+"""GPU figures of the CUDA backend, measured in parts on whatever NVIDIA GPU is present.
 
 Run from the repository root::
 
-    python -m benchmarks.gpu --json gpu.json                    # every part (host mesh setup takes most time)
-    python -m benchmarks.gpu --parts bandwidth throughput       # some parts
-    python -m benchmarks.gpu --parts e2e --case CASE.yaml       # any case end to end, e.g. the occipital one
-    python -m benchmarks.gpu --parts accuracy --backend cpu     # float32 against float64, no GPU needed
+    python -m benchmarks.gpu --out results/gpu                              # every part
+    python -m benchmarks.gpu --parts bandwidth throughput host --nodes 1e6  # the first GPU call (with the tests)
+    python -m benchmarks.gpu --parts throughput e2e --nodes 4e6             # the second
+    python -m benchmarks.gpu --parts host                                   # without a GPU: argument preparation
+    python -m benchmarks.gpu --parts accuracy --backend cpu                 # float32 against float64, no GPU needed
+
+Each part writes ``OUT/gpu_PART.json`` as soon as it ends (``throughput`` one file per mesh size,
+``gpu_throughput_1M.json``, ...), with the machine, the versions and its wall time; a part that fails
+writes its traceback there and the next part still runs (the exit code is 1 when any failed). Host
+problems are built once per mesh size and shared by both precisions and by later parts of the same run.
+Every part is sized to end within 3 minutes on one GPU (most of the 4 M-node throughput part is the
+host building the mesh and the problem).
 
 Parts
 -----
@@ -15,24 +23,33 @@ bandwidth
     the two is the reference of every "of copy bw" figure.
 throughput
     Structured blocks of about ``--nodes`` nodes (default 1 M and 4 M), float64 and float32, after a 2 s
-    freeze so that an ice front exists: an operator application and an RKL stage (each run ``--stages``
-    times back to back, as a step runs them, and divided), and one whole accepted RKL2 step of
-    ``--stages`` stages (the stages, the step-size reduction with its device-to-host copy, the dose
-    tracker). DOF-steps/s = nodes x stages / step time. Implied bandwidth = bytes counted below / time, as
-    a fraction of the copy bandwidth. Also the device-to-host copy of one temperature field (the cost of a
-    snapshot or metrics record, excluded from the stepping figures).
-launch
-    Launch overhead: back-to-back launches of an empty kernel (host-side cost per launch), one launch plus
-    synchronize (latency), and a stage and a whole step on a 10-cell block where the GPU work is
-    negligible: their wall times are the launch and synchronisation overhead per stage and per step.
+    freeze so that an ice front exists: an operator application, the stages of an RKL2 step (a whole step
+    of ``--stages`` stages run back to back, GPU time, divided by the stages) and one whole accepted step
+    (the stages, the step-size reduction with its device-to-host copy, the dose tracker; wall time).
+    DOF-steps/s = nodes x stages / step time. Implied bandwidth = bytes counted below / time, as a fraction
+    of the copy bandwidth (measured in the same run, by the bandwidth part or here). Also the
+    device-to-host copy of one temperature field (a snapshot's cost, excluded from the stepping figures).
+host
+    Host time per RKL stage. Without a GPU (always, and as the only figures when there is none): the
+    Python work numba-cuda does per launch, timed on stand-in device arrays (``DeviceNDArray`` objects
+    over fake addresses; the driver call itself, a few µs, is not included): typing every argument
+    (numba's Python ``typeof``: the dispatcher does this in C, so this is an upper bound), marshalling every
+    array (``_Kernel._prepare_args``), the ``cuda.core`` launch config and parameter buffer. Measured for the
+    stage's two launches as they were before packing (8 + 30 arguments, 24 arrays), packed but through the
+    dispatcher (7 + 19, 17 arrays), and through :class:`cryofield.backends.cuda.Launcher`'s prepared
+    launches (the code path of :meth:`CudaBackend._stages`, with ``cuda.core.launch`` replaced by building
+    its parameter buffer). On a GPU also the wall time per stage of back-to-back RKL2 steps on a 1331-node
+    block, where the GPU work is a few µs per launch, for the dispatcher, prepared launches and prepared
+    launches with step graphs; and an empty kernel's launch cost and launch-plus-synchronize latency.
 jit
     JIT compilation: a small case run twice in fresh processes sharing an empty ``NUMBA_CACHE_DIR``; the
     first compiles every kernel, the second loads them from the cache (``compile_s`` of the run summary).
 e2e
-    Wall time of a double freeze-thaw case on the GPU: ``--case``, or a built-in block of about
-    ``--e2e-nodes`` nodes with a cold face as the probe (90 s freeze at -70 C, 30 s passive thaw, 90 s
-    freeze, 30 s passive thaw, basal initial state), split as the run summary reports it: setup and basal
-    state (host), JIT compilation, stepping, output.
+    The demo case (``cases/gon_double_freeze.yaml``, or ``--case``; ``--case block`` for a double
+    freeze-thaw block of about ``--e2e-nodes`` nodes) end to end on ``--backend cuda`` and on
+    ``--backend cpu`` on the same machine: wall time split as the run summary reports it (setup and basal
+    state on the host, JIT compilation, stepping, output), steps, and the largest differences of the
+    outcome between the two.
 accuracy
     float32 against float64 on ``--backend``: the Neumann case (front position) and the double
     freeze-thaw block at ``--accuracy-cells`` (temperatures, minimum temperature, time below -20 and
@@ -45,13 +62,17 @@ Bytes per RKL stage and per step: :func:`cryofield.kernels.stage_bytes` and :fun
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+import types
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +85,13 @@ from cryofield.io import read_result
 from cryofield.mesh.sources import mesh_of
 from cryofield.problem import build_problem
 from cryofield.runner import run_case
-from cryofield.stepper import StepControl, Stepper, rkl2_max_dt
-from cryofield.verification import neumann_lambda, planar_front_position
+from cryofield.stepper import StepControl, Stepper, rkl2_max_dt, rkl2_stage_table
+
+from .common import git_revision, machine, versions
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("bandwidth", "throughput", "launch", "jit", "e2e", "accuracy")
+PARTS = ("bandwidth", "throughput", "host", "jit", "e2e", "accuracy")
+DEMO_CASE = REPO / "cases" / "gon_double_freeze.yaml"
 BLOCK = """
 name: {name}
 mesh:
@@ -103,6 +126,38 @@ def cells_for(nodes: float) -> int:
     return max(2, round(nodes ** (1.0 / 3.0)) - 1)
 
 
+def size_label(nodes: float) -> str:
+    """1e6 -> ``1M``, 2.5e5 -> ``250k``."""
+    return f"{nodes / 1e6:g}M" if nodes >= 1e6 else f"{nodes / 1e3:g}k" if nodes >= 1e3 else f"{nodes:g}"
+
+
+# -- shared state of one run: host problems and the copy bandwidth -----------------------------------------------------
+class Shared:
+    """What parts of one run share: host problems by cell count (also pickled to ``cache_dir`` if given)."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir
+        self.problems: dict[int, tuple] = {}
+        self.copy_Bps: float | None = None
+
+    def block_problem(self, cells: int):
+        """(case, problem, seconds to build it) of the ``cells``³ block, built once."""
+        if cells not in self.problems:
+            t0 = time.perf_counter()
+            path = self.cache_dir / f"block_{cells}.pickle" if self.cache_dir else None
+            if path is not None and path.is_file():
+                case, problem = pickle.loads(path.read_bytes())
+            else:
+                case = block_case(cells)
+                problem = build_problem(case, mesh_of(case))
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(pickle.dumps((case, problem), protocol=pickle.HIGHEST_PROTOCOL))
+            self.problems[cells] = case, problem, time.perf_counter() - t0
+        return self.problems[cells]
+
+
+# -- timing -----------------------------------------------------------------------------------------------------------
 def gpu_time(fn, repeats: int) -> float:
     """Median seconds of ``fn()`` between two CUDA events, after one untimed call."""
     fn()
@@ -143,6 +198,7 @@ def _empty_kernel():
     """Nothing: measures the cost of a launch."""
 
 
+# -- parts ------------------------------------------------------------------------------------------------------------
 def copy_bandwidth(mib: float, repeats: int) -> dict:
     """Device copy bandwidth (B/s), read + write counted: ``copy_to_device`` and a copy kernel."""
     src = cuda.to_device(np.ones(int(mib * 2**20) // 8))
@@ -152,53 +208,65 @@ def copy_bandwidth(mib: float, repeats: int) -> dict:
     t_kernel = gpu_time(lambda: _copy_kernel[blocks, 256](src, dst), repeats)
     moved = 2 * src.nbytes
     return {"array_MiB": mib, "memcpy_Bps": moved / t_memcpy, "kernel_Bps": moved / t_kernel,
-            "reference_Bps": max(moved / t_memcpy, moved / t_kernel)}
+            "reference_Bps": max(moved / t_memcpy, moved / t_kernel), "device": get_backend("cuda").device_name}
 
 
-def frozen_stepper(cells: int, precision: str, backend: str = "cuda"):
-    """A stepper on a ``cells``³ block after a 2 s freeze (so an ice front exists), and its build time."""
-    t0 = time.perf_counter()
-    case = block_case(cells, precision=precision)
-    problem = build_problem(case, mesh_of(case))
-    setup = time.perf_counter() - t0
+def frozen_stepper(problem, case, precision: str, backend="cuda", **options) -> Stepper:
+    """A stepper on ``problem`` after a 2 s freeze (so an ice front exists); ``options`` go to CudaBackend."""
     state = problem.boundary_state(case.protocol[0])
     control = StepControl("rkl2", 0.9 * 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed), 2.0)
-    stepper = Stepper(get_backend(backend), problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)), control,
-                      np.dtype(precision))
+    if backend == "cuda" and options:
+        from cryofield.backends.cuda import CudaBackend
+
+        be = CudaBackend(**options)
+    else:
+        be = get_backend(backend)
+    stepper = Stepper(be, problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)), control, np.dtype(precision))
     stepper.set_boundaries(state)
     stepper.advance(2.0)
-    return stepper, setup
+    return stepper
 
 
-def run_stages(stepper: Stepper, count: int, operator_only: bool = False) -> None:
-    """``count`` RKL stages (or operator applications alone) back to back on the stepper's scratch arrays."""
-    be, dp = stepper.backend, stepper.dp
+class StepTimer:
+    """What :meth:`Stepper.advance_to` runs per accepted step (stages, reduction, dose tracker), repeatable."""
+
+    def __init__(self, stepper: Stepper, stages: int):
+        be, n = stepper.backend, stepper.problem.n_nodes
+        self.stepper, self.stages = stepper, stages
+        self.dt = rkl2_max_dt(stages, stepper.control.stable_dt)
+        self.T_min = be.to_device(be.to_host(stepper.T))
+        self.thresholds = be.to_device(np.array([-20.0, -40.0][:THRESHOLDS], stepper.dtype))
+        self.time_below = be.to_device(np.zeros((THRESHOLDS, n), stepper.dtype))
+
+    def stages_only(self) -> None:
+        self.stepper.step_rkl2(self.dt, self.stages)
+
+    def step(self) -> None:
+        s, be = self.stepper, self.stepper.backend
+        _, T_new = s.step_rkl2(self.dt, self.stages)
+        be.max_abs_difference(s.T, T_new)
+        be.track(s.T, T_new, self.dt, self.T_min, self.thresholds, self.time_below)
+
+
+def run_operator(stepper: Stepper, count: int) -> None:
+    """``count`` operator applications back to back."""
     for _ in range(count):
-        if operator_only:
-            be.apply_operator(dp, stepper.T, stepper.L)
-        else:
-            be.stage(dp, stepper.T, stepper.L, stepper.Y[1], stepper.T_stage[1], TIMING_COEFS, stepper.H, stepper.H,
-                     stepper.H, stepper.L0)
+        stepper.backend.apply_operator(stepper.dp, stepper.T, stepper.L)
 
 
-def one_step(stepper: Stepper, dt: float, stages: int) -> None:
-    """What :meth:`Stepper.advance` runs per accepted step, leaving the state as it was."""
-    be = stepper.backend
-    _, T_new = stepper.step_rkl2(dt, stages)
-    be.max_abs_difference(stepper.T, T_new)
-    be.track(stepper.T, T_new, dt, stepper.T_min, stepper.thresholds, stepper.time_below)
-
-
-def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: float) -> dict:
+def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: float, shared: Shared | None = None
+               ) -> dict:
     """Operator, stage and whole-step times on a ``cells``³ block, with the implied bandwidth."""
-    stepper, setup = frozen_stepper(cells, precision)
-    be, n, e = stepper.backend, stepper.problem.n_nodes, stepper.problem.n_elems
+    shared = shared or Shared()
+    case, problem, setup = shared.block_problem(cells)
+    stepper = frozen_stepper(problem, case, precision)
+    be, n, e = stepper.backend, problem.n_nodes, problem.n_elems
     d = np.dtype(precision).itemsize
-    dt = rkl2_max_dt(stages, stepper.control.stable_dt)
+    timer = StepTimer(stepper, stages)
     # back to back, as in a step: a launch is prepared while the previous kernel runs
-    t_op = gpu_time(lambda: run_stages(stepper, stages, operator_only=True), repeats) / stages
-    t_stage = gpu_time(lambda: run_stages(stepper, stages), repeats) / stages
-    t_step = wall_time(lambda: one_step(stepper, dt, stages), repeats)
+    t_op = gpu_time(lambda: run_operator(stepper, stages), repeats) / stages
+    t_stage = gpu_time(timer.stages_only, repeats) / stages
+    t_step = wall_time(timer.step, repeats)
     t_snapshot = wall_time(lambda: be.to_host(stepper.T), repeats)
     return {"cells": cells, "nodes": n, "elements": e, "precision": precision, "stages": stages,
             "setup_s": setup, "operator_s": t_op, "stage_s": t_stage, "step_s": t_step,
@@ -206,11 +274,151 @@ def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: 
             "step_bytes": kernels.step_bytes(n, e, d, stages, THRESHOLDS),
             "stage_of_copy_bw": kernels.stage_bytes(n, e, d) / t_stage / copy_Bps,
             "step_of_copy_bw": kernels.step_bytes(n, e, d, stages, THRESHOLDS) / t_step / copy_Bps,
-            "snapshot_copy_s": t_snapshot}
+            "snapshot_copy_s": t_snapshot,
+            "diagnostics": {k: v for k, v in be.diagnostics().items() if k != "cuda_pieces"}}
 
 
-def launch_overhead(stages: int, repeats: int) -> dict:
-    """Per-launch host cost and latency, and the overhead of a stage and of a step on a tiny block."""
+def throughput_part(nodes: float, args, shared: Shared) -> dict:
+    """Both precisions on one mesh size (the host problem built once)."""
+    if shared.copy_Bps is None:
+        shared.copy_Bps = copy_bandwidth(args.copy_mib, args.repeats)["reference_Bps"]
+    rows = [throughput(cells_for(nodes), p, args.stages, args.repeats, shared.copy_Bps, shared)
+            for p in args.precisions]
+    return {"copy_Bps": shared.copy_Bps, "rows": rows}
+
+
+# -- host time per stage ----------------------------------------------------------------------------------------------
+class _FakeMemory:
+    """What a ``DeviceNDArray`` needs of its memory to be typed and marshalled: a device address."""
+
+    def __init__(self, address: int):
+        self.device_ctypes_pointer = ctypes.c_void_p(address)
+
+
+def _stand_in(shape, dtype, _next=[0x7F0000000000]):  # noqa: B006 (a counter of fake addresses)
+    """A ``DeviceNDArray`` over a fake address: typed and marshalled like a real one, never dereferenced."""
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    strides = tuple(int(np.prod(shape[i + 1:])) * dtype.itemsize for i in range(len(shape)))
+    _next[0] += 1 << 32
+    return DeviceNDArray(shape, strides, dtype, gpu_data=_FakeMemory(_next[0]))
+
+
+def _stand_in_problem(n: int, e: int, dtype) -> types.SimpleNamespace:
+    """The arrays of a DeviceProblem, packed (as now) and unpacked (as before), as stand-ins."""
+    f, i4 = dtype, np.int32
+    m, p = 2, 8
+    return types.SimpleNamespace(
+        n_nodes=n, n_elems=e, tets=_stand_in((e, 4), i4), edge_coef=_stand_in((e, 6), f), elem_mat=_stand_in(e, i4),
+        node_mat=_stand_in(n, i4), node_ptr=_stand_in(n + 1, np.int64), node_slot=_stand_in(4 * e, i4),
+        node_data=_stand_in((5, n), f), fixed=_stand_in(n, np.uint8), mat_f=_stand_in((6, m, p), f),
+        mat_n=_stand_in((2, m), i4), arterial_temperature=37.0, flux=_stand_in((e, 4), f),
+        # before packing: one array per quantity
+        lumped=_stand_in(n, f), perfusion=_stand_in(n, f), metabolic=_stand_in(n, f), robin_coef=_stand_in(n, f),
+        robin_rhs=_stand_in(n, f), h_T=_stand_in((m, p), f), h_H=_stand_in((m, p), f), h_n=_stand_in(m, i4),
+        h_slope=_stand_in((m, 2), f), k_T=_stand_in((m, p), f), k_k=_stand_in((m, p), f), k_n=_stand_in(m, i4),
+        solidus=_stand_in(m, f), liquidus=_stand_in(m, f))
+
+
+def _dispatcher_launch_work(args: tuple) -> None:
+    """The Python work of one launch through numba-cuda's dispatcher, less its C typing fast path and the
+    driver call: type every argument, marshal it (``_Kernel._prepare_args``), build the launch config and
+    the parameter buffer that ``cuda.core.launch`` hands to the driver."""
+    from cuda.core import LaunchConfig
+    from cuda.core._kernel_arg_handler import ParamHolder
+    from numba.cuda.dispatcher import _Kernel
+    from numba.cuda.typing.typeof import Purpose, typeof
+
+    marshal = types.SimpleNamespace(extensions=[])
+    argtypes = [typeof(a, Purpose.argument) for a in args]
+    flat, retr = [], []
+    for ty, value in zip(argtypes, args):
+        _Kernel._prepare_args(marshal, ty, value, 0, retr, flat)
+    LaunchConfig(grid=(100, 1, 1), block=(128, 1, 1), shmem_size=0, is_cooperative=False)
+    ParamHolder(flat)
+
+
+def _stage_arguments_before(dp, bufs) -> list[tuple]:
+    """The two launches of a stage as they were before packing: 8 and 30 arguments (24 arrays)."""
+    T, L, out, T_out, Y1, Y2, Y0, L0 = bufs
+    c = np.float64(0.5)
+    return [(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux),
+            (T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic, dp.arterial_temperature,
+             dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef, dp.robin_rhs, L, out, T_out, c, Y1, c, Y2,
+             c, Y0, c, c, L0, dp.h_T, dp.h_H, dp.h_n, dp.h_slope)]
+
+
+def _stage_arguments_packed(dp, bufs, coefs) -> list[tuple]:
+    """The two launches of a stage now (what CudaBackend._stages passes): 7 and 19 arguments (17 arrays)."""
+    T, L, out, T_out, Y1, Y2, Y0, L0 = bufs
+    return [(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux),
+            (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, dp.mat_n, coefs, L,
+             out, T_out, Y1, Y2, Y0, L0, dp.arterial_temperature, 1)]
+
+
+def _per_call(fn, count: int, batches: int = 5) -> float:
+    """Seconds per call of ``fn``: the best of ``batches`` batches of ``count`` calls (robust to other load)."""
+    fn()
+    best = np.inf
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        for _ in range(count):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / count)
+    return best
+
+
+def host_without_gpu(stages: int, count: int = 2000) -> dict:
+    """Host time per stage of the launch preparation, measured on stand-in device arrays (no GPU needed)."""
+    from cuda.core import LaunchConfig
+    from cuda.core._kernel_arg_handler import ParamHolder
+    from numba.cuda.dispatcher import _Kernel
+    from numba.cuda.typing.typeof import Purpose, typeof
+
+    from cryofield.backends import cuda as cb
+
+    dp = _stand_in_problem(1000, 5000, np.float64)
+    bufs = tuple(_stand_in(1000, np.float64) for _ in range(8))
+    coefs = _stand_in((64, 5), np.float64)
+    before, packed = _stage_arguments_before(dp, bufs), _stage_arguments_packed(dp, bufs, coefs)
+    t_before = sum(_per_call(lambda a=a: _dispatcher_launch_work(a), count) for a in before)
+    t_packed = sum(_per_call(lambda a=a: _dispatcher_launch_work(a), count) for a in packed)
+
+    # prepared launches: the real Launcher and CudaBackend._stages, entries made with numba-cuda's marshalling
+    launcher = cb.Launcher.__new__(cb.Launcher)
+    launcher.prepared, launcher.exact, launcher._entries = True, False, {}
+    launcher._stream = None
+    launcher._core_launch = lambda stream, config, kernel, *args: ParamHolder(args)  # all but the driver call
+    marshal = types.SimpleNamespace(extensions=[])
+    for kernel, args, n_arrays in ((cb.KERNELS["element_flux"], packed[0], 7), (cb.KERNELS["node_stage"], packed[1],
+                                                                                 17)):
+        flat, retr, convert = [], [], []
+        for value in args[:n_arrays]:
+            _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, flat)
+        for value in args[n_arrays:]:
+            one: list = []
+            _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, one)
+            convert.append(type(one[0]))
+        config = LaunchConfig(grid=(40, 1, 1), block=(128, 1, 1), shmem_size=0, is_cooperative=False)
+        blocks = cb._blocks(dp.n_elems if n_arrays == 7 else dp.n_nodes)
+        launcher._entries[(id(kernel), blocks, cb.THREADS, *map(id, args[:n_arrays]))] = cb._Prepared(
+            flat, tuple(convert), None, config)
+    backend = types.SimpleNamespace(_k=cb.KERNELS, _launch=launcher)
+    backend._element_flux = lambda dp_, T, target=None: cb.CudaBackend._element_flux(backend, dp_, T, target)
+    plan = [bufs] * stages
+    t_prepared = _per_call(lambda: cb.CudaBackend._stages(backend, dp, coefs, plan), count // stages) / stages
+    misses = len(launcher._entries) - 2
+    table = _per_call(lambda: rkl2_stage_table(stages, 0.5), count)
+    return {"stages": stages, "before_s": t_before, "packed_dispatcher_s": t_packed, "prepared_s": t_prepared,
+            "graph_per_stage_s": table / stages, "stage_table_s": table, "unexpected_entries": misses,
+            "method": "Python work per stage on stand-in device arrays; the driver calls (a launch, or per step "
+                      "one coefficient copy and one graph launch) are not included"}
+
+
+def host_on_gpu(stages: int, repeats: int, steps: int = 50, cells: int = 10) -> dict:
+    """Wall time per stage of back-to-back RKL2 steps on a 1331-node block, for each launch path."""
     count = 2000
     _empty_kernel[1, 1]()
     cuda.synchronize()
@@ -220,29 +428,76 @@ def launch_overhead(stages: int, repeats: int) -> dict:
     enqueue = (time.perf_counter() - t0) / count
     cuda.synchronize()
     latency = wall_time(lambda: _empty_kernel[1, 1](), repeats)
-    stepper, _ = frozen_stepper(10, "float64")
-    dt = rkl2_max_dt(stages, stepper.control.stable_dt)
-    return {"empty_launch_s": enqueue, "launch_and_sync_s": latency,
-            "stage_s": wall_time(lambda: run_stages(stepper, stages), repeats) / stages,
-            "step_s": wall_time(lambda: one_step(stepper, dt, stages), repeats), "stages": stages,
-            "launches_per_step": 2 * stages + 2, "tiny_nodes": stepper.problem.n_nodes}
+    case = block_case(cells)
+    problem = build_problem(case, mesh_of(case))
+    out = {"empty_launch_s": enqueue, "launch_and_sync_s": latency, "tiny_nodes": problem.n_nodes, "stages": stages}
+    for label, options in (("dispatcher", {"prepared": False, "graphs": False}),
+                           ("prepared", {"prepared": True, "graphs": False}),
+                           ("prepared_graphs", {"prepared": True, "graphs": True})):
+        stepper = frozen_stepper(problem, case, "float64", **options)
+        timer = StepTimer(stepper, stages)
+
+        def many(timer=timer):
+            for _ in range(steps):
+                timer.stages_only()
+
+        out[f"{label}_stage_s"] = wall_time(many, repeats) / (steps * stages)
+        out[f"{label}_step_s"] = wall_time(timer.step, repeats)
+        out[f"{label}_diagnostics"] = {k: v for k, v in stepper.backend.diagnostics().items() if k != "cuda_pieces"}
+    return out
+
+
+def host_part(args) -> dict:
+    from cryofield.backends import cuda_check, cuda_status
+
+    if cuda_check.simulator():
+        return {"without_gpu": "not measured under the CUDA simulator (it replaces numba-cuda's launch machinery)",
+                "on_gpu": "not measured under the CUDA simulator"}
+    record = {"without_gpu": host_without_gpu(args.stages)}
+    ok, why = cuda_status()
+    if ok:
+        record["on_gpu"] = host_on_gpu(args.stages, args.repeats)
+    else:
+        record["on_gpu"] = f"not measured: {why}"
+    return record
+
+
+# -- jit, e2e, accuracy -----------------------------------------------------------------------------------------------
+def _summary_record(report, total: float) -> dict:
+    s = report.summary
+    return {"case": s["case"], "backend": s["backend"], "nodes": s["nodes"], "elements": s["elements"],
+            "device": s["device"], "precision": s["precision"], "timings_s": s["timings_s"], "total_s": total,
+            "steps": s["time_step"]["steps"], "rejected": s["time_step"]["rejected_steps"],
+            "operator_applications": s["time_step"]["operator_applications"],
+            "dof_steps_per_s": s["throughput"]["dof_steps_per_s"], "volumes_mm3": s["total_volume_below_mm3"],
+            "regions_min_C": {r: v["min_temperature_C"] for r, v in s["regions"].items()},
+            "diagnostics": {k: v for k, v in s.get("backend_diagnostics", {}).items() if k != "cuda_pieces"}}
 
 
 def e2e(cells: int | None = None, case_path: str | None = None, backend: str = "cuda",
         precision: str = "float64") -> dict:
-    """Run the double freeze-thaw case (``case_path``, or the built-in block) and return its summary."""
+    """Run a case (``case_path``, or the built-in double freeze-thaw block) and return its summary figures."""
     case = load_case(case_path) if case_path else block_case(cells, DOUBLE_FREEZE_THAW, "basal", precision,
                                                               "double_freeze_thaw")
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         report = run_case(case, out, backend=backend, progress=False)
-        total = time.perf_counter() - t0
-    s = report.summary
-    return {"case": s["case"], "nodes": s["nodes"], "elements": s["elements"], "device": s["device"],
-            "precision": s["precision"], "timings_s": s["timings_s"], "total_s": total,
-            "steps": s["time_step"]["steps"], "rejected": s["time_step"]["rejected_steps"],
-            "operator_applications": s["time_step"]["operator_applications"],
-            "dof_steps_per_s": s["throughput"]["dof_steps_per_s"], "volumes_mm3": s["total_volume_below_mm3"]}
+        return _summary_record(report, time.perf_counter() - t0)
+
+
+def e2e_part(args) -> dict:
+    """The demo case (or ``--case``) on cuda and on cpu, on this machine."""
+    block = args.case == "block"
+    path = None if block else str(args.case or DEMO_CASE)
+    cells = cells_for(args.e2e_nodes) if block else None
+    runs = {b: e2e(cells, path, b) for b in ("cuda", "cpu")}
+    gpu, cpu = runs["cuda"], runs["cpu"]
+    return {"cuda": gpu, "cpu": cpu, "speedup_total": cpu["total_s"] / gpu["total_s"],
+            "speedup_stepping": cpu["timings_s"]["stepping_s"] / gpu["timings_s"]["stepping_s"],
+            "max_volume_difference_rel": max(abs(gpu["volumes_mm3"][k] / v - 1)
+                                             for k, v in cpu["volumes_mm3"].items() if v > 0),
+            "max_region_min_difference_K": max(abs(gpu["regions_min_C"][r] - v)
+                                               for r, v in cpu["regions_min_C"].items())}
 
 
 def jit_times(cells: int = 8) -> dict:
@@ -290,6 +545,8 @@ def _fixed_step_difference(case, backend: str) -> float:
 
 def accuracy(backend: str, cells: int) -> dict:
     """float32 against float64 on ``backend``: the Neumann case and the double freeze-thaw block."""
+    from cryofield.verification import neumann_lambda, planar_front_position
+
     neumann = load_case(REPO / "cases" / "neumann_planar.yaml")
     block = block_case(cells, DOUBLE_FREEZE_THAW, "basal")
     n64, n32, b64, b32 = (_run(_with_precision(case, p), backend) for case in (neumann, block)
@@ -315,39 +572,50 @@ def accuracy(backend: str, cells: int) -> dict:
     }
 
 
-def _print_tables(out: dict) -> None:
-    if "bandwidth" in out:
-        b = out["bandwidth"]
-        print(f"copy bandwidth ({b['array_MiB']} MiB, read + write): memcpy {b['memcpy_Bps'] / 1e9:.0f} GB/s, "
-              f"kernel {b['kernel_Bps'] / 1e9:.0f} GB/s\n")
-    if "throughput" in out:
+# -- printing ---------------------------------------------------------------------------------------------------------
+def _print(part: str, r: dict) -> None:
+    if part == "bandwidth":
+        print(f"copy bandwidth ({r['array_MiB']} MiB, read + write) on {r['device']}: memcpy "
+              f"{r['memcpy_Bps'] / 1e9:.0f} GB/s, kernel {r['kernel_Bps'] / 1e9:.0f} GB/s")
+    elif part.startswith("throughput"):
         print("| nodes | elements | precision | operator ms | stage ms | step ms (s stages) | G DOF-steps/s "
               "| stage of copy bw | step of copy bw | snapshot copy ms | host setup s |")
         print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in out["throughput"]:
-            print(f"| {r['nodes']} | {r['elements']} | {r['precision']} | {r['operator_s'] * 1e3:.3f} | "
-                  f"{r['stage_s'] * 1e3:.3f} | {r['step_s'] * 1e3:.2f} ({r['stages']}) | "
-                  f"{r['dof_steps_per_s'] / 1e9:.2f} | {r['stage_of_copy_bw']:.0%} | {r['step_of_copy_bw']:.0%} | "
-                  f"{r['snapshot_copy_s'] * 1e3:.2f} | {r['setup_s']:.1f} |")
-        print()
-    if "launch" in out:
-        r = out["launch"]
-        print(f"launch: empty kernel {r['empty_launch_s'] * 1e6:.1f} us per launch back to back, "
-              f"{r['launch_and_sync_s'] * 1e6:.1f} us launch + synchronize; on {r['tiny_nodes']} nodes a stage "
-              f"{r['stage_s'] * 1e6:.1f} us, a step of {r['stages']} stages ({r['launches_per_step']} launches, "
-              f"1 device-to-host copy) {r['step_s'] * 1e6:.0f} us\n")
-    if "jit" in out:
-        print(f"JIT: cold compile {out['jit']['cold_compile_s']:.2f} s, from cache "
-              f"{out['jit']['cached_compile_s']:.2f} s\n")
-    if "e2e" in out:
-        r, t = out["e2e"], out["e2e"]["timings_s"]
-        print(f"{r['case']} on {r['device']}: {r['nodes']} nodes, {r['steps']} steps ({r['rejected']} rejected), "
-              f"{r['operator_applications']} operator applications, {r['dof_steps_per_s'] / 1e9:.2f} G DOF-steps/s")
-        print(f"wall: stepping {t['stepping_s']:.2f} s + output {t['output_s']:.2f} s = "
-              f"{t['stepping_s'] + t['output_s']:.2f} s on the GPU; compile {t['compile_s']:.2f} s; host setup "
-              f"{t['setup_s']:.1f} s, basal {t['basal_s']:.1f} s; total {r['total_s']:.1f} s\n")
-    if "accuracy" in out:
-        a = out["accuracy"]
+        for x in r["rows"]:
+            print(f"| {x['nodes']} | {x['elements']} | {x['precision']} | {x['operator_s'] * 1e3:.3f} | "
+                  f"{x['stage_s'] * 1e3:.3f} | {x['step_s'] * 1e3:.2f} ({x['stages']}) | "
+                  f"{x['dof_steps_per_s'] / 1e9:.2f} | {x['stage_of_copy_bw']:.0%} | {x['step_of_copy_bw']:.0%} | "
+                  f"{x['snapshot_copy_s'] * 1e3:.2f} | {x['setup_s']:.1f} |")
+    elif part == "host":
+        w = r["without_gpu"]
+        if isinstance(w, str):
+            print(f"host time per stage: {w}")
+            return
+        print(f"host time per stage, launch preparation without the driver calls ({w['stages']}-stage steps): "
+              f"before packing {w['before_s'] * 1e6:.1f} us, packed through the dispatcher "
+              f"{w['packed_dispatcher_s'] * 1e6:.1f} us, prepared {w['prepared_s'] * 1e6:.1f} us, with step graphs "
+              f"{w['graph_per_stage_s'] * 1e6:.2f} us (+ 2 driver calls per step)")
+        g = r["on_gpu"]
+        if isinstance(g, dict):
+            print(f"on the GPU ({g['tiny_nodes']} nodes, {g['stages']}-stage steps back to back), wall per stage: "
+                  f"dispatcher {g['dispatcher_stage_s'] * 1e6:.1f} us, prepared {g['prepared_stage_s'] * 1e6:.1f} us, "
+                  f"prepared + graphs {g['prepared_graphs_stage_s'] * 1e6:.1f} us; empty kernel "
+                  f"{g['empty_launch_s'] * 1e6:.1f} us per launch, {g['launch_and_sync_s'] * 1e6:.1f} us with sync")
+        else:
+            print(f"on the GPU: {g}")
+    elif part == "jit":
+        print(f"JIT: cold compile {r['cold_compile_s']:.2f} s, from cache {r['cached_compile_s']:.2f} s")
+    elif part == "e2e":
+        for b in ("cuda", "cpu"):
+            x, t = r[b], r[b]["timings_s"]
+            print(f"{x['case']} on {b} ({x['device']}): {x['nodes']} nodes, {x['steps']} steps ({x['rejected']} "
+                  f"rejected), total {x['total_s']:.1f} s = setup {t['setup_s']:.1f} + basal {t['basal_s']:.1f} + "
+                  f"compile {t['compile_s']:.1f} + stepping {t['stepping_s']:.2f} + output {t['output_s']:.2f}")
+        print(f"cuda vs cpu: {r['speedup_total']:.2f}x total, {r['speedup_stepping']:.2f}x stepping; volumes differ "
+              f"by {r['max_volume_difference_rel']:.1e} (relative), region minima by "
+              f"{r['max_region_min_difference_K']:.1e} K")
+    elif part == "accuracy":
+        a = r
         print(f"float32 vs float64 on {a['backend']}: Neumann ({a['neumann_nodes']} nodes) max |dT| "
               f"{a['neumann_T_K']:.2e} K ({a['neumann_same_steps_T_K']:.2e} K with the same steps), front "
               f"{a['neumann_front_m'] * 1e6:.2f} um (float64 front error at the end "
@@ -355,6 +623,32 @@ def _print_tables(out: dict) -> None:
               f"nodes, double freeze-thaw) max |dT| {a['block_T_K']:.2e} K, min-T {a['block_min_T_K']:.2e} K, "
               f"time below {a['block_time_below_s']:.2e} s, volumes "
               + ", ".join(f"{lvl} C {v:.1e}" for lvl, v in a["block_volume_rel"].items()))
+    print(flush=True)
+
+
+def run_part(name: str, fn, out_dir: Path, command: str) -> bool:
+    """Run one part, write ``out_dir/gpu_NAME.json`` at once (the figures, or the traceback), print its table."""
+    t0 = time.perf_counter()
+    record = {"part": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
+    try:
+        result, ok = fn(), True
+        record["result"] = result
+    except Exception:  # recorded and reported; the next part still runs
+        result, ok = None, False
+        record["error"] = traceback.format_exc()
+    record["wall_s"] = time.perf_counter() - t0
+    from cryofield.backends import cuda_status
+
+    record |= {"machine": machine(), "gpu": cuda_status()[1], "versions": versions(), "git": git_revision()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"gpu_{name}.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"== {name}: {'done' if ok else 'FAILED'} in {record['wall_s']:.1f} s -> {path}", flush=True)
+    if ok:
+        _print(name, result)
+    else:
+        print(record["error"], file=sys.stderr, flush=True)
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,32 +659,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", type=int, default=20, help="RKL2 stages of a timed step")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--copy-mib", type=float, default=1024)
-    parser.add_argument("--e2e-nodes", type=float, default=1e6)
-    parser.add_argument("--case", help="case file for the e2e part instead of the built-in block")
+    parser.add_argument("--e2e-nodes", type=float, default=1e6, help="nodes of the block of --case block")
+    parser.add_argument("--case", help="case file of the e2e part (default: the demo case), or 'block'")
     parser.add_argument("--accuracy-cells", type=int, default=30)
     parser.add_argument("--backend", choices=["cuda", "cpu"], default="cuda", help="backend of the accuracy part")
-    parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--out", type=Path, default=Path("results/gpu"), help="directory of the gpu_PART.json files")
+    parser.add_argument("--problem-cache", type=Path, help="keep built host problems here (pickles) for later runs")
     args = parser.parse_args(argv)
 
-    out: dict = {}
-    if {"bandwidth", "throughput"} & set(args.parts):
-        out["bandwidth"] = copy_bandwidth(args.copy_mib, args.repeats)
-    if "throughput" in args.parts:
-        out["throughput"] = [throughput(cells_for(n), p, args.stages, args.repeats,
-                                        out["bandwidth"]["reference_Bps"])
-                             for n in args.nodes for p in args.precisions]
-    if "launch" in args.parts:
-        out["launch"] = launch_overhead(args.stages, args.repeats)
-    if "jit" in args.parts:
-        out["jit"] = jit_times()
-    if "e2e" in args.parts:
-        out["e2e"] = e2e(cells_for(args.e2e_nodes), args.case)
-    if "accuracy" in args.parts:
-        out["accuracy"] = accuracy(args.backend, args.accuracy_cells)
-    _print_tables(out)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
-    return 0
+    command = " ".join(["python -m benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])])
+    shared = Shared(args.problem_cache)
+    ok = True
+    for part in args.parts:
+        if part == "bandwidth":
+            def bandwidth():
+                result = copy_bandwidth(args.copy_mib, args.repeats)
+                shared.copy_Bps = result["reference_Bps"]
+                return result
+
+            ok &= run_part("bandwidth", bandwidth, args.out, command)
+        elif part == "throughput":
+            for nodes in args.nodes:
+                ok &= run_part(f"throughput_{size_label(nodes)}", lambda n=nodes: throughput_part(n, args, shared),
+                               args.out, command)
+        elif part == "host":
+            ok &= run_part("host", lambda: host_part(args), args.out, command)
+        elif part == "jit":
+            ok &= run_part("jit", jit_times, args.out, command)
+        elif part == "e2e":
+            ok &= run_part("e2e", lambda: e2e_part(args), args.out, command)
+        elif part == "accuracy":
+            ok &= run_part("accuracy", lambda: accuracy(args.backend, args.accuracy_cells), args.out, command)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from cryofield.case import Case, parse_case
 from cryofield.fem import gradients_and_volumes
 from cryofield.mesh.sources import mesh_of
 from cryofield.problem import Problem, build_problem
+from cryofield.schedule import phases
 from cryofield.steady import steady_state
 from cryofield.verification import (
     h1_seminorm_error,
@@ -45,7 +46,9 @@ from cryofield.verification import (
     observed_order,
     pennes_1d_step,
     pennes_cylinder,
+    pennes_cylinder_robin,
     pennes_sphere,
+    pennes_sphere_robin,
     planar_front_position,
 )
 
@@ -66,10 +69,12 @@ FREEZING_TISSUE = "{library: generic, perfusion: 0, metabolic_heat: 0, solidus: 
 
 SIZES = {
     "quick": {"neumann": [75, 150, 300, 600], "sphere": [1.1, 0.8, 0.55], "cylinder": [10, 20, 40],
-              "step": [25, 50, 100, 200], "manufactured": [6, 12, 24], "line_sink": [0.4, 0.2, 0.1, 0.05]},
+              "step": [25, 50, 100, 200], "manufactured": [6, 12, 24], "line_sink": [0.4, 0.2, 0.1, 0.05],
+              "robin_sphere": [1.1, 0.8, 0.55], "vessel": [10, 20, 40]},
     "full": {"neumann": [75, 150, 300, 600, 1200, 2400], "sphere": [1.1, 0.8, 0.55, 0.4, 0.3],
              "cylinder": [10, 20, 40, 80, 160], "step": [25, 50, 100, 200, 400, 800],
-             "manufactured": [6, 12, 24, 36, 48], "line_sink": [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125]},
+             "manufactured": [6, 12, 24, 36, 48], "line_sink": [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125],
+             "robin_sphere": [1.1, 0.8, 0.55, 0.4, 0.3], "vessel": [10, 20, 40, 80, 160]},
 }
 
 
@@ -249,6 +254,97 @@ def pennes_cylinder_series(mode: str, backend: str = "cpu") -> dict:
                  "h is the radial cell length; n x n cells in (r, θ), one 1 mm layer in z (insulated faces)")
 
 
+# -- the cryogen probe and the vessel wall: steady Pennes with a Robin film on the inner surface --------------
+
+ROBIN_SPHERE_CASE = """
+name: robin_sphere
+mesh:
+  generate: {{kind: sphere_octant_shell, inner_radius: 5, outer_radius: 25, size_inner: {h}, size_outer: {H}}}
+  units: mm
+tissues: {{tissue: {{library: generic}}}}
+{blood}
+probes: [{{name: probe, surface: inner, model: cryogen, cryogen: n2o, cryogen_temperature: {T_fluid},
+          heat_transfer_coefficient: {film}}}]
+protocol: [{{kind: freeze, duration: 1}}]
+boundaries: [{{surface: outer, type: fixed, temperature: {T_outer}}}]
+"""
+
+#: The cryogen-probe study: a 5 mm sphere whose cryogen (a warm one, so nothing freezes and the closed
+#: form holds) sits behind a film of h = 300 W/m²/K (Biot number h r0 / k = 3), the outer sphere at 25 mm
+#: at 30 °C.
+ROBIN_SPHERE = {"r0": 5e-3, "r1": 25e-3, "T_fluid": 5.0, "h": 300.0, "T_outer": 30.0}
+
+
+def robin_sphere_series(mode: str, backend: str = "cpu") -> dict:
+    """The ``cryogen`` probe's Robin term: steady Pennes around a sphere exchanging with its fluid through a film."""
+    t0 = time.perf_counter()
+    p = ROBIN_SPHERE
+    k = GENERIC["k"]
+
+    def exact(x: np.ndarray) -> np.ndarray:
+        return TA_STAR + pennes_sphere_robin(np.linalg.norm(x, axis=-1), p["r0"], p["r1"], p["T_fluid"] - TA_STAR,
+                                             p["T_outer"] - TA_STAR, p["h"], k, M_GENERIC)
+
+    h, nodes, errors = [], [], []
+    for size in SIZES[mode]["robin_sphere"]:
+        case = fill_case(ROBIN_SPHERE_CASE, h=size, H=3 * size, T_fluid=p["T_fluid"], film=p["h"],
+                         T_outer=p["T_outer"])
+        problem = build_problem(case, mesh_of(case))
+        freeze = phases(case.protocol)[0]
+        T = steady_state(problem, problem.boundary_state(freeze), tol=1e-10)
+        h.append(mesh_size(problem.mesh.points, problem.mesh.tets))
+        nodes.append(problem.n_nodes)
+        errors.append(rms_error(problem.mesh.points, problem.mesh.tets, T, exact))
+    return study("robin_sphere", "Cryogen probe: steady Pennes around a sphere behind a film (Robin, h r0/k = 3)",
+                 L2_NORM, {"L2": 2.0}, h, nodes, {"L2": errors}, time.perf_counter() - t0,
+                 "the cryogen model in a freeze at 5 °C behind h = 300 W/m²/K; octant shell 5-25 mm, element size "
+                 "h at the sphere to 3h at the outer surface (held at 30 °C)")
+
+
+VESSEL_CASE = """
+name: vessel
+mesh: {{file: {mesh}, units: mm}}
+tissues: {{tissue: {{library: generic}}}}
+{blood}
+boundaries:
+  - {{surface: inner, type: vessel, diameter: {diameter}, flow_rate: 37.5}}
+  - {{surface: outer, type: fixed, temperature: {T_outer}}}
+"""
+
+#: The vessel study: the occipital artery (2.5 mm, 37.5 mL/min, Hausen over 10 mm) in tissue whose outer
+#: cylinder, 15 mm out, is held at 10 °C (a cold probe's surroundings): the vessel warms the tissue round it.
+VESSEL = {"r0": 1.25e-3, "r1": 15e-3, "T_outer": 10.0}
+
+
+def vessel_cylinder_series(mode: str, backend: str = "cpu") -> dict:
+    """The ``vessel`` wall's Robin term (h from its Nusselt correlation): steady Pennes round a convective
+    cylinder, against the K0/I0 closed form with the model's own h."""
+    t0 = time.perf_counter()
+    p = VESSEL
+    h_film = None
+    h, nodes, errors = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in SIZES[mode]["vessel"]:
+            mesh = annular_sector(p["r0"], p["r1"], np.pi / 2, 1e-3, n, n)
+            path = write_case_mesh(mesh, Path(tmp), f"vessel_{n}")
+            case = fill_case(VESSEL_CASE, mesh=path, diameter=2e3 * p["r0"], T_outer=p["T_outer"])
+            problem = build_problem(case, mesh_of(case))
+            h_film = problem.boundaries.models[0].h
+
+            def exact(x: np.ndarray) -> np.ndarray:
+                return TA_STAR + pennes_cylinder_robin(np.hypot(x[..., 0], x[..., 1]), p["r0"], p["r1"],
+                                                       37.0 - TA_STAR, p["T_outer"] - TA_STAR, h_film, GENERIC["k"],
+                                                       M_GENERIC)
+
+            h.append((p["r1"] - p["r0"]) / n)
+            nodes.append(problem.n_nodes)
+            errors.append(steady_error(problem, exact))
+    return study("vessel_cylinder", "Vessel heat sink: steady Pennes round a convective cylinder (occipital artery)",
+                 L2_NORM, {"L2": 2.0}, h, nodes, {"L2": errors}, time.perf_counter() - t0,
+                 f"the vessel model on the lumen wall of a 2.5 mm artery, 37.5 mL/min: h = {h_film:.0f} W/m²/K "
+                 "(Hausen over 10 mm), blood at 37 °C; quarter annulus to 15 mm (held at 10 °C), one 1 mm layer")
+
+
 # -- transient 1-D Pennes after a surface step --------------------------------------------------------------
 
 STEP_CASE = """
@@ -397,7 +493,7 @@ def line_sink_series(mode: str, backend: str = "cpu") -> dict:
 
 
 STUDIES = [neumann_planar, pennes_sphere_series, pennes_cylinder_series, pennes_1d_step_series,
-           manufactured_series, line_sink_series]
+           manufactured_series, line_sink_series, robin_sphere_series, vessel_cylinder_series]
 
 
 def run(quick: bool, backend: str = "cpu") -> dict:

@@ -4,6 +4,11 @@ A case is a YAML file. Temperatures are °C, durations seconds, material propert
 mesh are in the declared ``mesh.units`` (``mm`` or ``m``). Unknown keys are refused. Relative paths are
 relative to the case file.
 
+The file is read strictly (:class:`CaseLoader`): a regular file of at most :data:`MAX_CASE_BYTES`, UTF-8,
+no key given twice in a mapping, at most :data:`MAX_DEPTH` levels of nesting and :data:`MAX_NODES` values
+once aliases are expanded. ``name`` becomes the output file names, so it is a safe file stem
+(:data:`NAME_PATTERN`); unset, it is the case file's stem, with unsafe characters replaced by ``_``.
+
 Example
 -------
 .. code-block:: yaml
@@ -28,7 +33,10 @@ Example
 
 from __future__ import annotations
 
+import os
 import re
+import reprlib
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,9 +45,9 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_vali
 
 from . import boundaries
 from .boundaries import Params
-from .errors import InputError
+from .errors import InputError, bounded
 from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
-from .meshspec import GENERATOR_KINDS, TISSUE_OF, MeshSpec, ProbePlacement, Strict
+from .meshspec import GENERATOR_KINDS, MeshSpec, ProbePlacement, Strict
 from .quantities import Duration, Temperature
 
 
@@ -120,7 +128,7 @@ class ModelKeys(Strict):
     filled in, so the stored case says exactly what ran.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     _params: Params = PrivateAttr()
 
     @property
@@ -173,17 +181,24 @@ class PhaseSpec(Strict):
     """One protocol phase.
 
     ``freeze``: probe at ``temperature`` (default −70 °C, must be below 0 °C). ``passive_thaw``: probe
-    insulated. ``active_thaw``: probe warmed to ``temperature`` (default +20 °C, must be above 0 °C).
-    ``hold``: probe held at ``temperature`` (default 37 °C).
+    insulated. ``active_thaw``: probe warmed to ``temperature`` (default +20 °C, must be above 0 °C), or
+    its heater run at ``power`` (W over the active surface) instead. ``hold``: probe held at
+    ``temperature`` (default 37 °C). What "driven to" means is the probe model's (docs/physics.md §5):
+    held, a Robin exchange, or a controller's set point.
     """
 
     kind: PhaseKind
     duration: Duration
     temperature: Temperature | None = None
+    power: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _temperature_fits(self):
         t = self.temperature
+        if self.power is not None and self.kind != "active_thaw":
+            raise ValueError(f"only an active_thaw phase takes a heater power (this one is {self.kind})")
+        if self.power is not None and t is not None:
+            raise ValueError("give an active_thaw phase a temperature or a heater power, not both")
         if self.kind == "passive_thaw" and t is not None:
             raise ValueError("a passive_thaw phase insulates the probe and takes no temperature")
         if self.kind == "freeze" and t is not None and t >= 0:
@@ -194,8 +209,8 @@ class PhaseSpec(Strict):
 
     @property
     def probe_temperature(self) -> float | None:
-        """The temperature the probe is driven to, or None when it is insulated."""
-        if self.kind == "passive_thaw":
+        """The temperature the probe is driven to, or None when it is insulated (or heated at a power)."""
+        if self.kind == "passive_thaw" or self.power is not None:
             return None
         return self.temperature if self.temperature is not None else DEFAULT_PHASE_TEMPERATURE[self.kind]
 
@@ -225,7 +240,43 @@ class BoundarySpec(ModelKeys):
         return self
 
 
+RegrowthRate = Annotated[float, Field(gt=0, le=20)]
+
+
+class ClinicalSpec(Strict):
+    """How the outcome is judged (docs/physics.md §4): the whole-section length at the injury level that
+    makes a block durable (mm), the range of axonal regrowth rates (mm/day, slowest first) and, per nerve,
+    how far it runs on past the distal end of its centreline to its end organ (mm; the phantom gives the
+    GON's)."""
+
+    durable_block_mm: Annotated[float, Field(gt=0, le=100)] = 4.0
+    regrowth_mm_per_day: tuple[RegrowthRate, RegrowthRate] = (1.0, 2.0)
+    end_organ_mm: dict[str, Annotated[float, Field(ge=0, le=2000)]] = {}
+
+    @field_validator("regrowth_mm_per_day")
+    @classmethod
+    def _ordered(cls, rates):
+        if rates[0] > rates[1]:
+            raise ValueError("give the regrowth rates as [slowest, fastest]")
+        return rates
+
+    def thresholds(self):
+        """The run's :class:`~cryofield.roles.Thresholds`."""
+        from .roles import Thresholds
+
+        return Thresholds(durable_block_mm=self.durable_block_mm, regrowth_mm_per_day=self.regrowth_mm_per_day)
+
+
 OutputField = Literal["temperature", "liquid_fraction", "enthalpy"]
+
+
+class CheckpointSpec(Strict):
+    """How often a run saves a checkpoint to resume from (:mod:`cryofield.checkpoint`): after ``wall``
+    seconds of wall time or ``simulated`` seconds of simulated time, whichever comes first (null: never on
+    that clock). A run asked to stop (SIGTERM, SIGINT) always saves one."""
+
+    wall: Duration | None = 300.0
+    simulated: Duration | None = None
 
 
 class OutputSpec(Strict):
@@ -236,6 +287,7 @@ class OutputSpec(Strict):
     fields: list[OutputField] = ["temperature"]
     isotherms: list[Temperature] = [-1.0, -20.0, -40.0]
     dose_thresholds: list[Temperature] = [-20.0, -40.0]
+    checkpoint_interval: CheckpointSpec = CheckpointSpec()
 
     @field_validator("fields")
     @classmethod
@@ -263,6 +315,23 @@ class SolverSpec(Strict):
     reorder: bool = True
 
 
+#: A case name: it becomes the output file names ``NAME.h5`` ..., so letters, digits, ``.``, ``_`` and ``-``,
+#: starting with a letter or digit, at most 100 characters (and not ending in ``.manifest``).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def safe_name(stem: str) -> str:
+    """A case name made from a file stem: unsafe characters become ``_``, at most 100 characters.
+
+    Examples
+    --------
+    >>> safe_name("my case (v2)"), safe_name("..."), safe_name("ok-1.2")
+    ('my_case__v2_', 'case', 'ok-1.2')
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-")[:100].removesuffix(".manifest")
+    return name if NAME_PATTERN.fullmatch(name) else "case"
+
+
 class Case(Strict):
     """A whole simulation case."""
 
@@ -277,6 +346,7 @@ class Case(Strict):
     boundaries: list[BoundarySpec] = []
     outputs: OutputSpec = OutputSpec()
     solver: SolverSpec = SolverSpec()
+    clinical: ClinicalSpec = ClinicalSpec()
 
     # Where the case came from (not part of the schema): relative paths resolve against base_dir.
     _base_dir: Path = PrivateAttr(default=Path("."))
@@ -290,12 +360,20 @@ class Case(Strict):
     def source(self) -> str:
         return self._source
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not NAME_PATTERN.fullmatch(name) or name.endswith(".manifest"):
+            raise ValueError(f"the name becomes the output file names: use 1 to 100 letters, digits, '.', '_' "
+                             f"and '-', starting with a letter or digit (got {_short(name)})")
+        return name
+
     @model_validator(mode="after")
     def _cross_checks(self):
         if self.mesh.phantom is None and any(p.placement is not None for p in self.probes):
             raise ValueError("probe placements need mesh.phantom (other meshes carry their probes as tagged surfaces)")
         if self.mesh.phantom is not None:
-            for region, library in TISSUE_OF.items():  # the phantom's regions default to their library tissue
+            for region, library in self.mesh.phantom.tissues().items():  # the regions default to their library tissue
                 self.tissues.setdefault(region, TissueSpec(library=library))
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
@@ -329,34 +407,122 @@ class Case(Strict):
         return p if p.is_absolute() else self.base_dir / p
 
 
+#: Largest case file (bytes); cases are a few kB.
+MAX_CASE_BYTES = 1 << 20
+#: Deepest nesting of mappings and sequences in a case file.
+MAX_DEPTH = 32
+#: Most values in a case file, counting each use of an alias in full.
+MAX_NODES = 100_000
+
+
+class CaseLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: a key given twice in a mapping, nesting deeper than :data:`MAX_DEPTH`
+    or more than :data:`MAX_NODES` values with aliases expanded (an alias bomb) are errors."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _count_nodes(node)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: construct_mapping says so
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {_short(key)} given twice (first at line {first.line + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _count_nodes(root) -> None:
+    """Refuse a document with more than :data:`MAX_NODES` values once every alias is expanded."""
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES} values once aliases are "
+                                              "expanded (an alias bomb?)", node.start_mark)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+
+
 def load_case(path: str | Path) -> Case:
     """Read and validate a case file.
 
     Raises
     ------
     InputError
-        For a missing or unreadable file, malformed YAML, unknown keys, wrong types or implausible values;
+        For a missing, unreadable or oversized file, one that is not a regular file or not UTF-8, malformed
+        YAML (duplicate keys, too deep, too many values), unknown keys, wrong types or implausible values;
         the message names the file and the dotted key.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise InputError(f"cannot read case file: {exc.strerror}", source=str(path)) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError("a case file must be a regular file (not a directory, device or pipe)",
+                             source=str(path))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_CASE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read case file: {exc.strerror}", source=str(path)) from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CASE_BYTES:
+        raise InputError(f"the case file is larger than {MAX_CASE_BYTES >> 20} MiB", source=str(path))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"the case file is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} "
+                         f"(byte offset {exc.start})", source=str(path)) from None
     return parse_case(text, source=str(path), base_dir=path.parent)
 
 
 def parse_case(text: str, source: str = "<string>", base_dir: Path | str = ".") -> Case:
     """Validate a case given as YAML text (see :func:`load_case`)."""
+    if len(text) > MAX_CASE_BYTES:
+        raise InputError(f"the case is longer than {MAX_CASE_BYTES >> 20} MiB", source=source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=CaseLoader)  # noqa: S506 (CaseLoader is a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}", source=source) from exc
+        problem = getattr(exc, "problem", None) or exc
+        raise InputError(f"malformed YAML{where}: {bounded(problem, 300)}", source=source) from None
     if not isinstance(data, dict):
         raise InputError("a case file must be a YAML mapping of sections (mesh, tissues, ...)", source=source)
-    data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else "case")
+    if "name" not in data:
+        data["name"] = safe_name(Path(source).stem) if source.endswith((".yaml", ".yml")) else "case"
     try:
         case = Case.model_validate(data)
     except ValidationError as exc:
@@ -381,8 +547,19 @@ def _first_error(exc: ValidationError) -> str:
         msg = "unknown key"
     extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     if err["type"] not in ("extra_forbidden", "value_error", "missing", "boundary_model") and "input" in err:
-        msg += f" (got {err['input']!r})"
-    return msg + extra
+        msg += f" (got {_short(err['input'])})"
+    return bounded(msg, 500) + extra
+
+
+_REPR = reprlib.Repr()
+for _attr, _limit in {"maxlevel": 3, "maxdict": 4, "maxlist": 4, "maxtuple": 4, "maxset": 4, "maxfrozenset": 4,
+                      "maxdeque": 4, "maxarray": 4, "maxstring": 60, "maxother": 60, "maxlong": 40}.items():
+    setattr(_REPR, _attr, _limit)
+
+
+def _short(value) -> str:
+    """A repr of (user) input that stays short whatever the input's size (at most about 100 characters)."""
+    return bounded(_REPR.repr(value), 100)
 
 
 def case_to_yaml(case: Case) -> str:

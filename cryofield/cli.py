@@ -1,8 +1,12 @@
 """The ``cryofield`` command line. Exit codes: 0 success, 2 bad input, 1 any other failure.
 
-``run`` draws the default pictures at the end (``--no-render`` skips them). The pictures are a convenience:
-when they cannot be made the run still exits 0, with a warning saying why and how to draw them later,
-because the results themselves are complete and untouched.
+``run`` draws the default pictures at the end (``--no-render`` skips them), into the run's staging
+directory, so that they are published with the results as one set (:mod:`cryofield.io.resultset`). The
+pictures are a convenience: when the plotting libraries cannot make them the run still exits 0, with a
+warning saying why and how to draw them later, because the results themselves are complete (a full disk
+is different: it fails the run, and the previous set stays as it was). A second run into the same output
+name while one is writing it exits 2 at once ("another run is writing DIR/NAME"); a run whose estimated
+memory or work is beyond the limits (:mod:`cryofield.resources`) exits 2 unless ``--force``.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError
+from .errors import EXIT_INTERRUPTED, InputError, Interrupted, OutputFailed, RunFailed
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2  # and EXIT_INTERRUPTED (75): stopped, resume with --resume
 
 #: Modules that add command groups: each has ``register(subparsers)`` adding parsers with a ``func``.
-COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.bench", "cryofield.mesh.commands"]
+COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.bench", "cryofield.mesh.commands",
+                               "cryofield.sweep.commands"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,13 +32,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryofield {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a case and write NAME.h5, NAME.xdmf and NAME.json")
+    run = sub.add_parser("run", help="run a case and publish NAME.h5, NAME.xdmf, NAME.json, the pictures and "
+                                     "NAME.manifest.json")
     run.add_argument("case", type=Path, help="case YAML file")
     run.add_argument("-o", "--output", type=Path, default=Path("results"), help="output directory")
     run.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
                      help="override solver.backend of the case")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-render", action="store_true", help="do not draw the pictures at the end")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from DIR/NAME.checkpoint.h5 when there is one (written every "
+                          "outputs.checkpoint_interval and on SIGTERM/SIGINT)")
+    run.add_argument("--force", action="store_true",
+                     help="run even when the estimated memory, work or output size is beyond the limits")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a case (and its mesh) without running it")
@@ -53,33 +64,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_case
 
     case = load_case(args.case)
-    report = run_case(case, args.output, backend=args.backend, progress=not args.no_progress)
+    try:
+        report = run_case(case, args.output, backend=args.backend, progress=not args.no_progress,
+                          pictures=not args.no_render, force=args.force, resume=args.resume)
+    except Interrupted as exc:
+        print(f"{exc}\nresume with: cryofield run {args.case} -o {args.output} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print_summary(report)
-    if not args.no_render:
-        _render_after_run(report.paths["h5"])
+    _report_pictures(report)
     return EXIT_OK
 
 
-def _render_after_run(h5: Path) -> None:
-    """Draw the default pictures next to the results; a failure here is only a warning (see module doc)."""
-    retry = f"draw them later with `cryofield render {h5}`"
-    try:
-        from .viz import render_result
-
-        rendered = render_result(h5)
-    except Exception as exc:  # the results are complete; a picture problem must not turn the run into a failure
-        print(f"warning: no pictures: {type(exc).__name__}: {exc}; the results are complete; {retry}",
-              file=sys.stderr)
-        return
-    for kind, path in rendered.paths.items():
+def _report_pictures(report) -> None:
+    """Print the pictures published with the results; what could not be drawn is only a warning (module doc)."""
+    retry = f"draw them later with `cryofield render {report.paths['h5']}`"
+    for kind, path in report.pictures.items():
         print(f"{kind}: {path}")
-    for problem in rendered.problems:
-        print(f"warning: {problem}; {retry}", file=sys.stderr)
+    for problem in report.picture_problems:
+        complete = "; the results are complete" if not report.pictures else ""
+        print(f"warning: {problem}{complete}; {retry}", file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .case import load_case
-    from .runner import prepare
+    from .runner import estimate, prepare
     from .stepper import rkl2_stages
 
     case = load_case(args.case)
@@ -94,18 +102,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  protocol: {len(case.protocol)} phase(s), {case.duration:g} s; forward-Euler limit {plan.dt_fe:.3g} s; "
           f"{case.solver.scheme} up to dt = {control.dt_limit():.3g} s" + (f" with {stages} stages" if
                                                                               case.solver.scheme == "rkl2" else ""))
+    print(f"  {estimate(plan).summary()}")
     return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from .backends import available_backends
+    from .backends import available_backends, cuda_pieces
 
     print(f"cryofield {__version__}")
     print(f"numba {numba.__version__}, threads {numba.get_num_threads()}")
     for name, (ok, what) in available_backends().items():
         print(f"backend {name}: {'available' if ok else 'unavailable'} ({what})")
+    print("cuda backend needs:")
+    for piece in cuda_pieces():
+        print(f"  {piece.line()}")
     return EXIT_OK
 
 
@@ -118,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except (RunFailed, OutputFailed) as exc:  # their messages say what, where and why
+        print(f"failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # anything else is a failure of ours or of the machine
         print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)

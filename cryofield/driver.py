@@ -35,13 +35,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .problem import Problem
 from .schedule import Phase, Segment
 from .stepper import Stepper
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpointing, Saved
 
 
 @dataclass(frozen=True)
@@ -96,26 +99,52 @@ class Observer:
     def finish(self, run: RunState) -> None:
         """After the last step."""
 
+    def state(self, run: RunState) -> dict[str, np.ndarray]:
+        """What a checkpoint must keep of this observer (arrays by name); nothing by default."""
+        return {}
 
-def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = ()) -> RunState:
-    """Advance ``stepper`` through ``timeline``, calling ``observers``; returns the final :class:`RunState`."""
+    def restore(self, run: RunState, state: dict[str, np.ndarray]) -> None:
+        """Take back :meth:`state` when a run resumes (after :meth:`start`)."""
+
+
+def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = (),
+          checkpoint: Checkpointing | None = None, resume: Saved | None = None) -> RunState:
+    """Advance ``stepper`` through ``timeline``, calling ``observers``; returns the final :class:`RunState`.
+
+    ``checkpoint`` is asked after every step and every output whether to save the run
+    (:mod:`cryofield.checkpoint`); ``resume`` continues a saved run from where it stopped, taking the
+    very same steps as the uninterrupted run would have.
+    """
     problem = stepper.problem
     run = RunState(stepper, problem, timeline)
     for observer in observers:
         observer.start(run)
-    first = timeline.segments[0].phase if timeline.segments else -1
-    _output(run, observers, Segment(stepper.t, stepper.t, max(first, 0) if timeline.phases else -1, True, True))
+    if resume is None:
+        first = 0
+        initial = timeline.segments[0].phase if timeline.segments else -1
+        _output(run, observers, Segment(stepper.t, stepper.t, max(initial, 0) if timeline.phases else -1, True, True))
+    else:
+        first = _restore(run, observers, resume)
+    if checkpoint is not None:
+        checkpoint.at_output(run, observers)
 
     def on_step(T_previous: Any, dt: float) -> None:
         for observer in observers:
             observer.after_step(run, T_previous, dt)
         # time-dependent boundary models (ramps, controllers) update between steps, without a restart
-        if problem.boundaries.update(stepper.t, stepper.temperature_host):
+        if problem.boundaries.update(stepper.t, stepper.temperature_host,
+                                     lambda nodes: nodal_temperature(stepper, nodes)):
             stepper.set_boundaries(problem.boundary_state(run.phase, stepper.t), restart=False)
+        if checkpoint is not None and stepper.t < segment.end:  # at a segment's end, after its outputs instead
+            checkpoint.after_step(run, observers)
 
-    for i, segment in enumerate(timeline.segments):
+    for i in range(first, len(timeline.segments)):
+        segment = timeline.segments[i]
         phase = timeline.phase(segment.phase)
-        if i == 0 or phase is not run.phase:
+        if resume is not None and i == first and phase is run.phase:
+            # part way through a phase: the boundary arrays again, the solution and step size as saved
+            stepper.load_boundaries(problem.boundary_state(phase, stepper.t))
+        elif i == first or phase is not run.phase:
             run.phase = phase
             stepper.set_boundaries(problem.boundary_state(phase, stepper.t))
         t0 = time.perf_counter()
@@ -124,9 +153,32 @@ def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = 
         run.timings["stepping_s"] += time.perf_counter() - t0
         if segment.metrics:
             _output(run, observers, segment)
+        if checkpoint is not None:
+            checkpoint.at_output(run, observers)
     for observer in observers:
         observer.finish(run)
     return run
+
+
+def _restore(run: RunState, observers: Sequence[Observer], saved: Saved) -> int:
+    """Put a saved run back in place; returns the index of the segment to continue with."""
+    run.stepper.restore(saved.stepper)
+    run.problem.boundaries.restore_models(saved.boundaries)
+    for observer, state in zip(observers, saved.observers, strict=True):
+        observer.restore(run, state)
+    run.phase = run.timeline.phase(saved.phase)
+    run.timings.update(saved.timings)
+    ends = np.array([s.end for s in run.timeline.segments])
+    return int(np.searchsorted(ends, run.stepper.t + 1e-12 * max(abs(run.stepper.t), 1e-6), side="left"))
+
+
+def nodal_temperature(stepper: Stepper, nodes: np.ndarray) -> np.ndarray:
+    """The temperature (°C, float64) of a few ``nodes``: a backend's ``gather`` when it has one (only those
+    values leave the device), else read off the host copy."""
+    gather = getattr(stepper.backend, "gather", None)
+    if gather is not None:
+        return np.asarray(gather(stepper.T, nodes), float)
+    return stepper.temperature_host()[nodes]
 
 
 def _output(run: RunState, observers: Sequence[Observer], segment: Segment) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class InputError(Exception):
     """Bad user input: a case file, a mesh or an output location (exit code 2).
@@ -23,9 +25,60 @@ class InputError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = ": ".join(part for part in (self.source, self.key) if part)
-        return f"{where}: {self.message}" if where else self.message
+        where = ": ".join(bounded(part, 300) for part in (self.source, self.key) if part)
+        message = bounded(self.message, MAX_MESSAGE)
+        return f"{where}: {message}" if where else message
+
+
+#: Longest message an error prints (anything longer came from the input and is cut short).
+MAX_MESSAGE = 2000
+
+
+def bounded(text: str, limit: int = 80) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with an ellipsis where it was cut.
+
+    Examples
+    --------
+    >>> bounded("x" * 100, 10)
+    'xxxxxxxxx…'
+    """
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class BackendUnavailable(InputError):
     """The requested compute backend cannot run on this machine."""
+
+
+class RunFailed(RuntimeError):
+    """The computation itself failed (a solution that blew up, a failed write): exit code 1, one line."""
+
+
+class CorruptResult(RunFailed):
+    """A result file that exists but is not a readable, complete cryofield result (truncated, damaged, or
+    not the file its result set's manifest names): exit code 1, naming the file."""
+
+    def __init__(self, path, why: str):
+        self.path = path
+        super().__init__(f"{path}: not a readable, complete cryofield result: {bounded(why, 300)}")
+
+
+#: Exit code of a run stopped by a signal after writing its checkpoint (EX_TEMPFAIL: try again with --resume).
+EXIT_INTERRUPTED = 75
+
+
+class Interrupted(Exception):
+    """The run was asked to stop and saved a checkpoint (or had nothing to save yet)."""
+
+    def __init__(self, signal_name: str, t: float | None, path: Path | None):
+        self.signal_name, self.t, self.path = signal_name, t, path
+        saved = f"checkpoint at t = {t:.6g} s in {path}" if path is not None else "no checkpoint (nothing computed yet)"
+        super().__init__(f"stopped by {signal_name}: {saved}")
+
+
+class OutputFailed(OSError):
+    """Writing an output failed (a full disk, a lost permission); names the path."""
+
+    def __init__(self, path: Path, exc: OSError):
+        super().__init__(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
+        self.path = path

@@ -10,6 +10,11 @@ Array names follow :class:`cryofield.backends.base.DeviceProblem`. ``flux`` is (
 into each local node of each element; ``node_slot`` lists, for node ``i``, the slots ``4 e + a`` where it
 is local node ``a`` of element ``e`` (rows ``node_ptr[i]:node_ptr[i + 1]``), so the sum over a node's
 elements is a gather without atomics, in a fixed order: runs are deterministic on both backends.
+
+Kernels receive the per-node floats packed as one (5, N) array ``node_data`` (rows :data:`LUMPED` ...
+:data:`ROBIN_RHS`) and the material tables as one float array ``mat_f`` (6, M, P) and one int array
+``mat_n`` (2, M) (rows below); they take the rows as views (``node_data[LUMPED]``, no copy) and pass them
+to the bodies, which see the separate arrays named above.
 """
 
 from __future__ import annotations
@@ -22,6 +27,20 @@ from . import pointwise
 
 # The bodies call the laws by these names; :func:`render` rebinds them to each backend's compiled versions.
 from .pointwise import below_fraction, conductivity_of, liquid_fraction_of, temperature_of  # noqa: F401
+
+#: Rows of ``node_data`` (5, N): lumped volume (m³), perfusion P (W/m³/K), metabolic heat Q (W/m³), Robin
+#: coefficient hA (W/K) and right-hand side hA T_amb + qA (W). Row-major, so that consecutive threads
+#: (nodes) read consecutive addresses of each row, and the two Robin rows are one contiguous block.
+LUMPED, PERFUSION, METABOLIC, ROBIN_COEF, ROBIN_RHS = range(5)
+NODE_ROWS = 5
+#: Rows of ``mat_f`` (6, M, P): enthalpy breakpoints h_T and h_H, conductivity points k_T and k_k,
+#: h_slope (columns 0 and 1), and the phase-change interval (column 0 solidus, column 1 liquidus).
+H_T, H_H, K_T, K_K, H_SLOPE, PHASE = range(6)
+MAT_ROWS = 6
+#: Rows of ``mat_n`` (2, M): the point counts h_n and k_n.
+H_N, K_N = range(2)
+#: Columns of a stage coefficient row: out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0.
+A1, A2, A0, B1, B0 = range(5)
 
 
 def element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):

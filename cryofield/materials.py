@@ -37,6 +37,12 @@ TISSUE_LIBRARY: dict[str, dict[str, float]] = {
     # the heat carried by flow in a named vessel belongs to a vessel heat-sink model, not to Pennes.
     "blood": dict(density=1050, specific_heat=3617, conductivity=0.52, perfusion=0.0,
                   conductivity_frozen=2.0, heat_capacity_frozen=2.0e6, latent_heat=280e6, metabolic_heat=0.0),
+    # Injected fluids (hydrodissection), no perfusion or metabolism: isotonic saline (0.9 % NaCl) and 5 %
+    # dextrose in water, both freezing from about -0.5 °C (docs/physics.md §3).
+    "saline": dict(density=1005, specific_heat=4100, conductivity=0.60, perfusion=0.0, conductivity_frozen=2.2,
+                   heat_capacity_frozen=1.9e6, latent_heat=332e6, metabolic_heat=0.0, solidus=-5.0, liquidus=-0.5),
+    "d5w": dict(density=1017, specific_heat=3990, conductivity=0.58, perfusion=0.0, conductivity_frozen=2.1,
+                heat_capacity_frozen=1.9e6, latent_heat=322e6, metabolic_heat=0.0, solidus=-5.0, liquidus=-0.5),
     # The classic cryosurgery verification set (Deng & Liu style); pair it with blood rho_b c_b = 3.6e6.
     "generic": dict(density=1000, specific_heat=3600, conductivity=0.5, perfusion=5e-4,
                     conductivity_frozen=2.0, heat_capacity_frozen=1.8e6, latent_heat=250e6, metabolic_heat=4200),

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    """Base for every case section: unknown keys are errors, values are checked on assignment."""
+    """Base for every case section: unknown keys are errors, numbers finite, values checked on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # The occipital phantom's anatomy (frame and geometry: cryofield.mesh.anatomy).
@@ -33,28 +33,51 @@ Length = Annotated[float, Field(gt=0, le=200)]
 Landmark2 = tuple[Annotated[float, Field(ge=0, le=150)], Annotated[float, Field(ge=-100, le=150)]]
 
 
+#: Cross-section presets of the greater occipital nerve (docs/physics.md §6): ultrasound area (mm²) and width
+#: (mm) of the flattened band; the thickness is that of the ellipse of this area and width.
+GON_SECTIONS = {"symptomatic": {"area": 4.1, "width": 3.8},  # [R] Cho, Haun & Kettner 2012; width [R] 3.5-4.2
+                "asymptomatic": {"area": 2.0, "width": 2.654}}  # [R] area; [D] width at the symptomatic aspect
+
+
+def ellipse_thickness(area: float, width: float) -> float:
+    """Short axis (mm) of the ellipse of ``area`` (mm²) and long axis ``width`` (mm).
+
+    Examples
+    --------
+    >>> round(ellipse_thickness(4.1, 3.8), 3)
+    1.374
+    """
+    return 4.0 * area / (np.pi * width)
+
+
 class Anatomy(BaseModel):
-    """Landmarks, diameters and layer thicknesses (mm, degrees); defaults are published means.
+    """Landmarks, nerve and vessel sizes and layer thicknesses (mm, degrees); defaults are published means.
 
     Landmarks are ``(lateral, inferior)`` distances from the EOP; depths below the skin where a source
-    gives them.
+    gives them. The GON is a flattened band: an ellipse ``gon_width`` by ``gon_thickness`` whose long axis
+    lies ``gon_orientation`` degrees from the skin plane; ``gon_state`` picks the preset (:data:`GON_SECTIONS`)
+    that fills in the width and thickness not given.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     skin_thickness: Length = 2.0  # [M] occipital scalp epidermis + dermis
-    subcutaneous_thickness: Length = 7.5  # [D] skin + subcutaneous 9.5 mm covers the GON (depth 6.9, Ø 3.85)
+    subcutaneous_thickness: Length = 7.5  # [D] skin + subcutaneous 9.5 mm covers the GON at depth 6.9 mm
     trapezius_thickness: Length = 4.15  # [R] Hung et al. 2010: 3.4-4.9 mm
     bone_thickness: Length = 15.4  # [R] cadaver study: 15.4 mm at the EOP (9-29)
     nuchal_angle: Annotated[float, Field(ge=5, le=60)] = 20.0  # [M] bone surface below the SNL leaves at this angle
     occipital_radius: Annotated[float, Field(ge=20, le=500)] = 80.0  # [M] sagittal curvature of the squama
 
-    gon_diameter: Length = 3.85  # [R] Greher 2010 / Tubbs: 3.5-4.2 mm
+    gon_state: Literal["symptomatic", "asymptomatic"] = "symptomatic"  # which side's ultrasound section
+    gon_width: Length | None = None  # long axis; default the state's preset (3.8 mm symptomatic)
+    gon_thickness: Length | None = None  # short axis; default the preset ellipse's (1.37 mm symptomatic)
+    gon_orientation: Annotated[float, Field(ge=-90, le=90)] = 0.0  # long axis from the skin plane, about the nerve
     gon_snl: Landmark2 = (21.8, 0.0)  # [R] Shim et al. 2011: 20.5-23.1 mm lateral at the SNL
     gon_snl_depth: Length = 6.9  # [R] Shim et al. 2011: 6.8-7.0 mm below the skin
     gon_trapezius: Landmark2 = (22.6, 16.3)  # [R] Kim et al. 2018: pierces the trapezius
     gon_semispinalis: Landmark2 = (13.1, 27.7)  # [R] Kim et al. 2018: pierces the semispinalis capitis
     gon_obliquus: Landmark2 = (30.2, 52.3)  # [R] Kim et al. 2018: winds round the obliquus capitis inferior
+    gon_territory: Length = 170.0  # [D] along the nerve from the SNL to the vertex: half the ~340 mm nasion-inion arc
 
     artery_diameter: Length = 2.5  # [R] Schmidt & Adelmann 2001: 2.3-2.7 mm outer diameter at the SNL
     artery_gap: Annotated[float, Field(gt=0, le=20)] = 1.35  # [R] Shim et al. 2011: 1.2-1.5 mm lateral of the GON
@@ -74,13 +97,48 @@ class Anatomy(BaseModel):
     superior_extent: Length = 35.0
     inferior_extent: Length = 95.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "gon_diameter" in data:
+            raise ValueError("gon_diameter is replaced by gon_width and gon_thickness (the GON is a flattened "
+                             "band, docs/physics.md §6), or gon_state: symptomatic | asymptomatic")
+        return data
+
+    def gon_section(self) -> tuple[float, float]:
+        """(width, thickness) of the GON's elliptical cross-section (mm); a thickness not given is that of the
+        preset's area at this width.
+
+        Examples
+        --------
+        >>> [round(v, 2) for v in Anatomy().gon_section()]
+        [3.8, 1.37]
+        >>> [round(v, 2) for v in Anatomy(gon_state="asymptomatic").gon_section()]
+        [2.65, 0.96]
+        """
+        preset = GON_SECTIONS[self.gon_state]
+        width = self.gon_width if self.gon_width is not None else preset["width"]
+        thickness = self.gon_thickness if self.gon_thickness is not None else ellipse_thickness(preset["area"], width)
+        return width, thickness
+
+    def gon_extent(self, direction: str) -> float:
+        """Half the GON's extent (mm) across the skin (``"lateral"``) or into the depth (``"depth"``)."""
+        a, b = (v / 2 for v in self.gon_section())
+        angle = np.radians(self.gon_orientation)
+        along, across = (np.cos(angle), np.sin(angle)) if direction == "lateral" else (np.sin(angle), np.cos(angle))
+        return float(np.hypot(a * along, b * across))
+
     @model_validator(mode="after")
     def _consistent(self):
+        width, thickness = self.gon_section()
+        if thickness > width:
+            raise ValueError(f"gon_thickness ({thickness:g} mm) must not exceed gon_width ({width:g} mm): the width "
+                             "is the long axis")
         if self.occipital_radius * np.cos(np.radians(self.nuchal_angle)) <= self.bone_thickness:
             raise ValueError("occipital_radius too small: the bone surface must curve down through the deep boundary")
-        if self.gon_snl_depth + self.gon_diameter / 2 >= self.skin_thickness + self.subcutaneous_thickness:
+        if self.gon_snl_depth + self.gon_extent("depth") >= self.skin_thickness + self.subcutaneous_thickness:
             raise ValueError("the GON at the superior nuchal line must lie above the bone: increase "
-                             "subcutaneous_thickness or decrease gon_snl_depth / gon_diameter")
+                             "subcutaneous_thickness or decrease gon_snl_depth / gon_thickness")
         if self.lon_scm[0] + 5 > self.lateral_extent or self.inferior_extent < self.lon_scm[1] + 5:
             raise ValueError("lateral_extent / inferior_extent must include the lesser occipital nerve")
         return self
@@ -97,7 +155,7 @@ Vector = tuple[float, float, float]
 class NerveTarget(BaseModel):
     """Where the tip sits relative to a nerve of the phantom."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     nerve: Literal["gon", "ton", "lon"]
     at: str | None = None  # a landmark of that nerve; default: gon superior_nuchal_line, ton/lon their exit
@@ -109,16 +167,34 @@ class NerveTarget(BaseModel):
 class Approach(BaseModel):
     """Direction of the needle: where it enters relative to the tip, and its angle to the skin."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     entry: Literal["lateral", "medial", "superior", "inferior"] = Field(alias="from")
-    angle: Annotated[float, Field(gt=0, lt=90)] = 30.0  # degrees between the needle and the skin
+    angle: Annotated[float, Field(gt=0, le=90)] = 30.0  # degrees between the needle and the skin (90: straight in)
+
+
+class NeedleRow(BaseModel):
+    """Several parallel needles of one gauge and length, placed as one device (a multi-needle tip).
+
+    ``count`` needles ``spacing`` mm apart (centre to centre) in a row: ``along`` the target nerve, or
+    ``across`` it (the default), or along a given direction ``[dx, dy, dz]`` (made normal to the needles).
+    The pose places the middle needle (number ``count // 2``); the others sit beside it. The defaults are
+    the handheld N2O devices' three needles [M] (docs/physics.md §5).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    count: Annotated[int, Field(ge=1, le=9)] = 3
+    spacing: Annotated[float, Field(gt=0, le=30)] = 2.0
+    row: Literal["along", "across"] | Vector = "across"
 
 
 class ProbePlacement(BaseModel):
-    """A needle probe's gauge, active length and pose (see :mod:`cryofield.mesh.placement`)."""
+    """A needle probe's gauge, active length and pose (see :mod:`cryofield.mesh.placement`); with ``needles``
+    a multi-needle tip (:class:`NeedleRow`); with ``contact_radius`` (mm) a skin contact round each entry
+    point, the surface ``NAME_contact`` (for a skin warmer)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     gauge: Literal["14G", "16G", "18G", "20G", "22G", "25G", "27G"]
     active_length: Annotated[float, Field(gt=0, le=40)]
@@ -126,6 +202,8 @@ class ProbePlacement(BaseModel):
     tip: Vector | None = None
     approach: Approach | None = None
     direction: Vector | None = None
+    needles: NeedleRow | None = None
+    contact_radius: Annotated[float, Field(gt=0, le=30)] | None = None
 
     @model_validator(mode="after")
     def _one_of_each(self):
@@ -135,14 +213,59 @@ class ProbePlacement(BaseModel):
             raise ValueError("give exactly one of 'approach' or 'direction'")
         if self.direction is not None and np.linalg.norm(self.direction) == 0:
             raise ValueError("direction must not be zero")
+        if self.needles is not None and self.needles.count > 1:
+            if self.needles.spacing < GAUGES[self.gauge] + 0.1:
+                raise ValueError(f"needles {self.needles.spacing:g} mm apart would touch: {self.gauge} needles are "
+                                 f"{GAUGES[self.gauge]:g} mm wide and need 0.1 mm of tissue between them")
+            if isinstance(self.needles.row, str) and self.target is None:
+                raise ValueError("a row 'along' or 'across' needs a nerve target; give the row as [dx, dy, dz]")
+        return self
+
+
+# Fluid pockets (hydrodissection) in the phantom.
+
+
+class PocketTarget(BaseModel):
+    """Where a pocket sits relative to a nerve: ``around`` it (centred on it) or beside it on ``side``,
+    with ``gap`` mm between the nerve's surface and the pocket's."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    nerve: Literal["gon", "ton", "lon"]
+    at: str | None = None
+    along: Annotated[float, Field(ge=-100, le=100)] = 0.0
+    side: Literal["around", "lateral", "medial", "superficial", "deep"] = "around"
+    gap: Annotated[float, Field(ge=0, le=30)] = 0.0
+
+
+class Pocket(BaseModel):
+    """A fluid pocket (hydrodissection): an ellipsoid of ``size`` (full lengths, mm) in the region ``pocket``.
+
+    With a ``target`` its axes follow the nerve there (along it, across it parallel to the skin, into the
+    depth); with a ``centre`` ([x, y, z] mm) they are x, y, z. Nerves and the artery keep their own
+    tissue where the pocket overlaps them (the fluid surrounds them); probes are carved out of it.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    size: tuple[Annotated[float, Field(gt=0, le=60)], Annotated[float, Field(gt=0, le=60)],
+                Annotated[float, Field(gt=0, le=60)]]
+    target: PocketTarget | None = None
+    centre: Vector | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self):
+        if (self.target is None) == (self.centre is None):
+            raise ValueError("give exactly one of 'target' (relative to a nerve) or 'centre' (absolute, mm)")
         return self
 
 
 # The phantom (meshed by cryofield.mesh.phantom).
 
-#: Built-in tissue library entry of each region, for cases and the clinical summary.
+#: Built-in tissue library entry of each region, for cases and the clinical summary (``pocket`` only in a
+#: phantom with fluid pockets).
 TISSUE_OF = {"skin": "skin", "fat": "fat", "trapezius": "muscle", "semispinalis": "muscle", "bone": "bone",
-             "gon": "nerve", "ton": "nerve", "lon": "nerve", "artery": "blood"}
+             "gon": "nerve", "ton": "nerve", "lon": "nerve", "artery": "blood", "pocket": "saline"}
 
 Size = Annotated[float, Field(gt=0, le=50)]
 
@@ -150,7 +273,7 @@ Size = Annotated[float, Field(gt=0, le=50)]
 class MeshSizes(BaseModel):
     """Element sizes (mm); any left out come from the preset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tip: Size | None = None
     ice: Size | None = None
@@ -171,16 +294,21 @@ PRESETS: dict[str, dict[str, float]] = {
 class PhantomSpec(BaseModel):
     """Everything that shapes a phantom except its probes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: Literal["coarse", "medium", "fine"] = "coarse"
     side: Literal["right", "left"] = "right"
     anatomy: Anatomy = Field(default_factory=Anatomy)
     sizes: MeshSizes = Field(default_factory=MeshSizes)
+    pockets: list[Pocket] = []
 
     def resolved_sizes(self) -> dict[str, float]:
         """The preset's sizes with the overrides applied."""
         return PRESETS[self.preset] | self.sizes.model_dump(exclude_none=True)
+
+    def tissues(self) -> dict[str, str]:
+        """The library tissue of each region this phantom has (:data:`TISSUE_OF`, ``pocket`` with pockets)."""
+        return {r: t for r, t in TISSUE_OF.items() if r != "pocket" or self.pockets}
 
 
 # The mesh section of a case (loaded by cryofield.mesh.sources).

@@ -41,6 +41,15 @@ class DoseTracker(Observer):
     def after_step(self, run: RunState, T_previous: Any, dt: float) -> None:
         run.stepper.backend.track(T_previous, run.stepper.T, dt, self.T_min, self.thresholds, self.time_below)
 
+    def state(self, run: RunState) -> dict:
+        be = run.stepper.backend
+        return {"T_min": be.to_host(self.T_min), "time_below": be.to_host(self.time_below)}
+
+    def restore(self, run: RunState, state: dict) -> None:
+        be, dtype = run.stepper.backend, run.stepper.dtype
+        self.T_min = be.to_device(np.asarray(state["T_min"], dtype))
+        self.time_below = be.to_device(np.asarray(state["time_below"], dtype))
+
     def min_temperature(self, run: RunState) -> np.ndarray:
         """(N,) minimum temperature so far (°C), host float64."""
         return run.stepper.backend.to_host(self.T_min).astype(float)
@@ -70,6 +79,12 @@ class MetricsRecorder(Observer):
         rows["region_min_temperature"].append(self.regions.min_temperature(T))
         rows["volume_below"].append(self.regions.volumes_below(T, self.isotherms))
 
+    def state(self, run: RunState) -> dict:
+        return self.arrays()
+
+    def restore(self, run: RunState, state: dict) -> None:
+        self.rows = {name: list(np.asarray(values)) for name, values in state.items()}
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The rows as arrays: time (M,), phase (M,), probe_temperature (M, P), region_min_temperature (M, R),
         volume_below (M, L, R) m³."""
@@ -97,6 +112,15 @@ class SnapshotWriter(Observer):
             fields["enthalpy"] = run.stepper.enthalpy_host()
         self.writer.write_snapshot(segment.end, segment.phase, fields)
 
+    def state(self, run: RunState) -> dict:
+        """Every snapshot written so far (read back from the result being written)."""
+        return self.writer.snapshots_so_far()
+
+    def restore(self, run: RunState, state: dict) -> None:
+        for i, (t, phase) in enumerate(zip(state["time"], state["phase"])):
+            fields = {name[len("field_"):]: values[i] for name, values in state.items() if name.startswith("field_")}
+            self.writer.write_snapshot(float(t), int(phase), fields)
+
 
 class TemperatureRecorder(Observer):
     """Keeps the nodal temperature at chosen output times (for studies that compare fields, not files)."""
@@ -115,19 +139,45 @@ class TemperatureRecorder(Observer):
         return [self.found[t] for t in self.times]
 
 
+class OutOfRange(RuntimeError):
+    """A temperature outside what the run's boundaries, probes and initial state can produce."""
+
+    def __init__(self, t: float, node: int, value: float, low: float, high: float):
+        self.t, self.node, self.value = t, node, value
+        super().__init__(f"at t = {t:.6g} s node {node} is at {value:.6g} °C, outside the {low:.4g} to {high:.4g} °C "
+                         f"that the run's boundaries, probes and initial state allow")
+
+
+class RangeGuard(Observer):
+    """Stops the run when a temperature leaves the physically possible range [low, high] (°C) at an output time.
+
+    The stepper itself stops at once on a NaN or an impossible change in one step
+    (:class:`cryofield.stepper.BlowUp`); this catches a slow drift out of range (a property in the wrong
+    units, a source of the wrong sign).
+    """
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        T = run.temperature()
+        bad = ~((T >= self.low) & (T <= self.high))  # NaN counts as bad
+        if bad.any():
+            node = int(np.flatnonzero(bad)[np.argmax(np.abs(np.nan_to_num(T[bad], nan=np.inf)))])
+            raise OutOfRange(segment.end, node, float(T[node]), self.low, self.high)
+
+
 class ProgressBar(Observer):
     """A live tqdm bar: simulated time, wall time, ETA, the protocol phase and DOF-steps/s."""
 
     def start(self, run: RunState) -> None:
         from tqdm import tqdm
 
-        self.done = 0.0
         self.bar = tqdm(total=run.timeline.end, unit="s", unit_scale=False, dynamic_ncols=True, desc="simulated",
                         bar_format="{desc}: {n:.1f}/{total:.1f} s |{bar}| wall {elapsed} ETA {remaining}{postfix}")
 
     def at_output(self, run: RunState, segment: Segment) -> None:
-        self.bar.update(segment.end - self.done)
-        self.done = segment.end
+        self.bar.update(segment.end - self.bar.n)  # from the bar's own count: a resumed run starts part way
         stats, stepping = run.stepper.stats, max(run.timings["stepping_s"], 1e-9)
         rate = run.problem.n_nodes * stats.operator_applications / stepping
         phase = f"phase {run.phase.index + 1}/{len(run.timeline.phases)} {run.phase.kind}, " if run.phase else ""

@@ -20,11 +20,13 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from . import boundaries, fem
-from .boundaries import BoundarySet, BoundaryState, Surface
+from .boundaries import BoundarySet, BoundaryState, Context, Surface
 from .case import Case
 from .errors import InputError
 from .materials import Material, MaterialTables, build_tables, maximum_conductivity, minimum_capacity
 from .mesh import Mesh
+from .mesh.io import UNIT_SCALE
+from .mesh.topology import interior_facets
 from .schedule import Phase
 
 
@@ -161,6 +163,12 @@ def _check_names(case: Case, mesh: Mesh) -> None:
             raise InputError(f"mesh region '{region}' has no tissue; add it under 'tissues'", source=case.source,
                              key="tissues")
     for i, probe in enumerate(case.probes):
+        own_cold = not getattr(boundaries.MODELS.get(("probe", probe.model)), "freeze_temperature", True)
+        for j, phase in enumerate(case.protocol):  # a cryogen probe freezes at its cryogen's temperature
+            if own_cold and phase.kind == "freeze" and phase.temperature is not None:
+                raise InputError(f"probe '{probe.name}' ({probe.model}) freezes at its cryogen's temperature: remove "
+                                 "the freeze phase's temperature (or set the probe's cryogen_temperature)",
+                                 source=case.source, key=f"protocol.{j}.temperature")
         if probe.surface not in mesh.surfaces:
             raise InputError(f"no surface named '{probe.surface}' in the mesh (surfaces: "
                              f"{', '.join(mesh.surfaces) or 'none'})", source=case.source, key=f"probes.{i}.surface")
@@ -192,12 +200,29 @@ def _renumber(mesh: Mesh, perm: np.ndarray) -> Mesh:
 
 
 def _boundary_models(case: Case, mesh: Mesh) -> BoundarySet:
-    """The registered model of every boundary and probe of the case, on its surface (boundaries first)."""
-    def surface(name: str) -> Surface:
-        facets = mesh.surface_facets(name)
-        nodes = mesh.surface_nodes(name)
-        return Surface(name, nodes, fem.lumped_facet_areas(mesh.points, facets, mesh.n_nodes)[nodes], facets)
+    """The registered model of every boundary and probe of the case, on its surface (boundaries first).
 
-    models = [boundaries.build("surface", bc.type, bc.params, surface(bc.surface)) for bc in case.boundaries]
-    models += [boundaries.build("probe", p.model, p.params, surface(p.surface)) for p in case.probes]
+    A surface between two tetrahedra (an internal interface) is refused unless its model acts inside the
+    tissue (``allows_interior``): a boundary condition there would silently cut the heat flow in two.
+    """
+    inside = np.zeros(len(mesh.facets), bool)
+    inside[interior_facets(mesh.tets, mesh.facets)] = True
+
+    def build(role: str, kind: str, params, name: str, key: str, owner: str | None = None) -> boundaries.BoundaryModel:
+        facets = mesh.surface_facets(name)
+        interior = int(inside[mesh.facet_tags == mesh.surfaces[name]].sum())
+        if interior and not boundaries.MODELS[(role, kind)].allows_interior:
+            raise InputError(f"surface '{name}' has {interior} of its {len(facets)} triangles inside the mesh, between "
+                             f"two tetrahedra: a '{kind}' condition needs the outer boundary or the wall of a hole",
+                             source=case.source, key=key)
+        nodes = mesh.surface_nodes(name)
+        area = fem.lumped_facet_areas(mesh.points, facets, mesh.n_nodes)[nodes]
+        context = Context(owner or name, mesh.points, mesh.tets, mesh.metadata, UNIT_SCALE[case.mesh.units],
+                          key.rsplit(".", 1)[0])
+        return boundaries.build(role, kind, params, Surface(name, nodes, area, facets), context)
+
+    models = [build("surface", bc.type, bc.params, bc.surface, f"boundaries.{i}.surface")
+              for i, bc in enumerate(case.boundaries)]
+    models += [build("probe", p.model, p.params, p.surface, f"probes.{i}.surface", p.name)
+               for i, p in enumerate(case.probes)]
     return BoundarySet(models, mesh.n_nodes)

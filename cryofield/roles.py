@@ -74,9 +74,22 @@ class Thresholds:
     melanocyte_c
         Skin depigmentation (melanocyte damage) begins at or below this.
     neurotmesis_c
-        Below this the nerve risks neurotmesis (drawn as the meaning of an isotherm only).
+        At or below this the nerve suffers neurotmesis (Sunderland III and worse: neuroma risk).
     froze_at
         Skin and vessels froze when they reached their tissue's ``liquidus`` (the edge of the ice).
+    neurapraxia_c
+        A nerve cooled to this or below, but not to the injury level, has a neurapraxia (conduction slowed,
+        reversible in days; +10 to −20 °C).
+    frostbite_c
+        Skin frostbite at or below this (its ice forms just below).
+    damage_c, damage_s, necrosis_c
+        The threshold damage model of the commercial tools' cryogenic defaults: tissue is damaged once it has
+        spent ``damage_s`` seconds at or below ``damage_c``, necrotic at once at or below ``necrosis_c``; the
+        damage fraction is ``min(1, time below damage_c / damage_s)``, 1 at or below ``necrosis_c``.
+    regrowth_mm_per_day
+        The range of axonal regrowth rates the recovery forecast uses (slowest, fastest).
+    profile_mm
+        The spacing of the stations of the profiles along the nerves.
     """
 
     lesion_c: tuple[float, ...] = (-20.0, -40.0)
@@ -85,9 +98,17 @@ class Thresholds:
     melanocyte_c: float = -4.0
     neurotmesis_c: float = -100.0
     froze_at: Literal["liquidus"] = "liquidus"
+    neurapraxia_c: float = 10.0
+    frostbite_c: float = 0.0
+    damage_c: float = 0.0
+    damage_s: float = 50.0
+    necrosis_c: float = -20.0
+    regrowth_mm_per_day: tuple[float, float] = (1.0, 2.0)
+    profile_mm: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "lesion_c", tuple(float(c) for c in self.lesion_c))
+        object.__setattr__(self, "regrowth_mm_per_day", tuple(float(v) for v in self.regrowth_mm_per_day))
         if not self.lesion_c:
             raise ValueError("at least one lesion level is needed")
 
@@ -104,7 +125,19 @@ class Thresholds:
         >>> Thresholds.from_dict(Thresholds().to_dict()) == Thresholds()
         True
         """
-        return asdict(self) | {"lesion_c": list(self.lesion_c)}
+        return asdict(self) | {"lesion_c": list(self.lesion_c), "regrowth_mm_per_day": list(self.regrowth_mm_per_day)}
+
+    def grade(self, temperature: float | np.ndarray) -> np.ndarray:
+        """The injury grade a nerve's tissue reached at a (minimum) temperature: 0 none, 1 neurapraxia,
+        2 axonotmesis, 3 neurotmesis (:data:`GRADES`).
+
+        Examples
+        --------
+        >>> Thresholds().grade(np.array([20.0, 0.0, -20.0, -60.0, -100.0])).tolist()
+        [0, 1, 2, 2, 3]
+        """
+        T = np.asarray(temperature, float)
+        return np.select([T <= self.neurotmesis_c, T <= self.injury_c, T <= self.neurapraxia_c], [3, 2, 1], 0)
 
     @classmethod
     def from_dict(cls, values: dict) -> Thresholds:
@@ -114,8 +147,11 @@ class Thresholds:
         return cls(**values)
 
 
-#: The thresholds every run is judged by.
+#: The thresholds every run is judged by (unless the case's ``clinical`` section changes them).
 THRESHOLDS = Thresholds()
+
+#: Injury grades by :meth:`Thresholds.grade` (Sunderland's scale, docs/physics.md §4).
+GRADES = ("none", "neurapraxia", "axonotmesis", "neurotmesis")
 
 
 def region_role(name: str, tissue: TissueSpec | None = None) -> str:
@@ -190,12 +226,17 @@ class RoleTable:
         Where each centreline came from: ``"mesh"`` (the mesh metadata) or ``"estimated"``.
     thresholds
         The thresholds the clinical summary and the pictures use.
+    end_organs
+        Per nerve, how far (m) it runs on beyond the distal end of its centreline to its end organ (the
+        farthest territory it supplies), for the recovery forecast: the case's ``clinical.end_organ_mm``,
+        else the mesh metadata's ``end_organs``. Centrelines run from the proximal end to the distal one.
     """
 
     roles: dict[str, str]
     centrelines: dict[str, np.ndarray] = field(default_factory=dict)
     centreline_source: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = THRESHOLDS
+    end_organs: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         bad = {name: role for name, role in self.roles.items() if role not in ROLES}
@@ -207,7 +248,7 @@ class RoleTable:
     @classmethod
     def decide(cls, region_names: list[str], tissues: dict[str, TissueSpec], metadata: dict,
                points: np.ndarray, tets: np.ndarray, elem_region: np.ndarray,
-               thresholds: Thresholds = THRESHOLDS) -> RoleTable:
+               thresholds: Thresholds = THRESHOLDS, end_organs: dict[str, float] | None = None) -> RoleTable:
         """Decide every region's role and each nerve's and artery's centreline.
 
         Parameters
@@ -237,7 +278,9 @@ class RoleTable:
             line = estimated_centreline(points[nodes])
             if len(line) >= 2:
                 lines[name], sources[name] = line, "estimated"
-        return cls(roles, lines, sources, thresholds)
+        organs = {k: float(v) for k, v in ((metadata or {}).get("end_organs") or {}).items() if k in lines}
+        organs |= {k: float(v) for k, v in (end_organs or {}).items() if k in lines}
+        return cls(roles, lines, sources, thresholds, organs)
 
     def regions_with(self, role: str) -> list[str]:
         """Names of the regions that have ``role``, in region order."""
@@ -249,7 +292,8 @@ class RoleTable:
             "format": ROLES_FORMAT, "version": ROLES_VERSION, "roles": self.roles,
             "centrelines": {name: np.asarray(line, float).tolist()
                             for name, line in self.centrelines.items()},
-            "centreline_source": self.centreline_source, "thresholds": self.thresholds.to_dict()})
+            "centreline_source": self.centreline_source, "thresholds": self.thresholds.to_dict(),
+            "end_organs": self.end_organs})
 
     @classmethod
     def from_json(cls, text: str) -> RoleTable:
@@ -258,7 +302,7 @@ class RoleTable:
             raise ValueError(f"not a {ROLES_FORMAT} table of version {ROLES_VERSION}")
         lines = {name: np.asarray(line, float) for name, line in data["centrelines"].items()}
         return cls(dict(data["roles"]), lines, dict(data["centreline_source"]),
-                   Thresholds.from_dict(data["thresholds"]))
+                   Thresholds.from_dict(data["thresholds"]), dict(data.get("end_organs", {})))
 
     def __eq__(self, other) -> bool:
         return isinstance(other, RoleTable) and self.to_json() == other.to_json()

@@ -18,7 +18,7 @@ class Phase:
     """One protocol phase on the absolute time axis, as the boundary models see it.
 
     ``probe_temperature`` is the set point the phase drives the probes to (°C), None when they are off
-    (a passive thaw).
+    (a passive thaw) or heated at a ``power`` (W, an active thaw).
     """
 
     index: int
@@ -26,6 +26,7 @@ class Phase:
     start: float
     end: float
     probe_temperature: float | None
+    power: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def phase_bounds(protocol: Sequence[PhaseSpec]) -> np.ndarray:
 def phases(protocol: Sequence[PhaseSpec]) -> list[Phase]:
     """The protocol's phases with their absolute start and end times (s)."""
     bounds = phase_bounds(protocol)
-    return [Phase(i, p.kind, float(bounds[i]), float(bounds[i + 1]), p.probe_temperature)
+    return [Phase(i, p.kind, float(bounds[i]), float(bounds[i + 1]), p.probe_temperature, p.power)
             for i, p in enumerate(protocol)]
 
 

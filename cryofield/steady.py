@@ -16,6 +16,11 @@ import scipy.sparse as sp
 from . import fem
 from .problem import BoundaryState, Problem
 
+#: Jacobi prolongation smoothing weighted by local (Gershgorin) bounds: pyamg's default estimates a spectral
+#: radius from a random start vector, which makes two solves of one problem differ in the last bits, and a
+#: resumed run (:mod:`cryofield.checkpoint`) must match an uninterrupted one exactly.
+DETERMINISTIC_SMOOTHER = ("jacobi", {"omega": 4.0 / 3.0, "weighting": "local"})
+
 
 def system(problem: Problem, state: BoundaryState, T: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
     """The linearised steady operator A and right-hand side b at temperature ``T`` (no elimination)."""
@@ -55,7 +60,7 @@ def steady_state(problem: Problem, state: BoundaryState, T_guess: np.ndarray | f
             b = b + extra_source
         A_ff = A[free][:, free].tocsr()
         b_f = b[free] - A[free][:, fixed] @ T[fixed]
-        solver = pyamg.smoothed_aggregation_solver(A_ff, max_coarse=500)
+        solver = pyamg.smoothed_aggregation_solver(A_ff, max_coarse=500, smooth=DETERMINISTIC_SMOOTHER)
         x = solver.solve(b_f, x0=T[free], tol=1e-12, accel="cg", maxiter=500)
         change = np.max(np.abs(x - T[free]))
         if change < tol:

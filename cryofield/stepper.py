@@ -11,6 +11,7 @@ solve; measured in ``benchmarks/`` against forward Euler, which the ``euler`` sc
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .boundaries import BoundaryState
 from .problem import Problem
 
 
+@functools.lru_cache(maxsize=512)
 def rkl2_coefficients(s: int) -> np.ndarray:
     """Rows j = 1..s of (mu_j, nu_j, mu~_j, gamma~_j) for RKL2 with ``s`` stages (row 0 unused).
 
@@ -30,6 +32,8 @@ def rkl2_coefficients(s: int) -> np.ndarray:
 
         Y_1 = Y_0 + mu~_1 dt L(Y_0)
         Y_j = mu_j Y_{j-1} + nu_j Y_{j-2} + (1 - mu_j - nu_j) Y_0 + mu~_j dt L(Y_{j-1}) + gamma~_j dt L(Y_0)
+
+    Computed once per ``s`` (cached; the array is read-only).
     """
     if s < 2:
         raise ValueError("RKL2 needs at least 2 stages")
@@ -45,7 +49,32 @@ def rkl2_coefficients(s: int) -> np.ndarray:
         mu = (2.0 * j - 1.0) / j * b[j] / b[j - 1]
         nu = -(j - 1.0) / j * b[j] / b[j - 2]
         coef[j] = mu, nu, mu * w1, -a[j - 1] * mu * w1
+    coef.flags.writeable = False
     return coef
+
+
+@functools.lru_cache(maxsize=512)
+def _stage_rows(s: int) -> np.ndarray:
+    """(s + 1, 5): row j = (a1, a2, a0, b1 / dt, b0 / dt) of RKL2 stage j (:func:`rkl2_stage_table`)."""
+    coef = rkl2_coefficients(s)
+    rows = np.zeros((s + 1, 5))
+    rows[1] = 1.0, 0.0, 0.0, coef[1, 2], 0.0
+    mu, nu = coef[2:, 0], coef[2:, 1]
+    rows[2:, 0], rows[2:, 1], rows[2:, 2], rows[2:, 3], rows[2:, 4] = mu, nu, 1.0 - mu - nu, coef[2:, 2], coef[2:, 3]
+    rows.flags.writeable = False
+    return rows
+
+
+def rkl2_stage_table(s: int, dt: float) -> np.ndarray:
+    """(s + 1, 5): row j = (a1, a2, a0, b1, b0) of stage j of an ``s``-stage RKL2 step of ``dt`` (row 0 unused).
+
+    Stage j computes ``a1 Y_{j-1} + a2 Y_{j-2} + a0 Y_0 + b1 L(Y_{j-1}) + b0 L(Y_0)``
+    (:meth:`cryofield.backends.base.Backend.stage`): row 1 is (1, 0, 0, mu~_1 dt, 0), row j >= 2 is
+    (mu_j, nu_j, 1 - mu_j - nu_j, mu~_j dt, gamma~_j dt).
+    """
+    table = _stage_rows(s).copy()
+    table[:, 3:] *= dt
+    return table
 
 
 def rkl2_stages(dt: float, dt_fe: float) -> int:
@@ -67,6 +96,17 @@ class StepStats:
     steps: int = 0
     rejected: int = 0
     operator_applications: int = 0
+
+
+class BlowUp(RuntimeError):
+    """The solution stopped being physical: a non-finite temperature or a change no stable step can make."""
+
+    def __init__(self, t: float, dt: float, change: float, node: int):
+        self.t, self.dt, self.change, self.node = t, dt, change, node
+        what = "a temperature became NaN or infinite" if not np.isfinite(change) else \
+            f"a temperature changed by {change:.3g} K in one step"
+        super().__init__(f"the solution blew up in the step from t = {t:.6g} s (dt {dt:.3g} s): {what}, "
+                         f"first at node {node}")
 
 
 @dataclass
@@ -98,6 +138,9 @@ class StepControl:
     max_dt: float
     max_change: float = 10.0
     stages: int | None = None
+    #: A nodal change above this in one step (K) cannot be physical (the whole span of temperatures a run can
+    #: meet is a few hundred kelvin): the run stops with :class:`BlowUp` instead of going on.
+    blow_up_change: float = 1000.0
 
     def dt_limit(self) -> float:
         if self.scheme == "euler":
@@ -148,12 +191,16 @@ class Stepper:
         """
         if restart:
             self.dt = self.control.stable_dt
-        self.backend.upload_boundaries(self.dp, state, self.dtype)
+        self.load_boundaries(state)
         if state.fixed.any():
             H = self.backend.to_host(self.H)
             H[state.fixed] = self.problem.enthalpy(state.fixed_temperature)[state.fixed]
-            self.H = self.backend.to_device(H.astype(self.dtype))
+            self.backend.update(self.H, H.astype(self.dtype))  # in place: every buffer keeps its identity
             self.backend.temperature(self.dp, self.H, self.T)
+
+    def load_boundaries(self, state: BoundaryState) -> None:
+        """Make ``state`` the boundary arrays the operator applies, leaving the solution as it is (a resume)."""
+        self.backend.upload_boundaries(self.dp, state, self.dtype)
 
     def advance_to(self, t_end: float, on_step: Callable[[Any, float], None] | None = None) -> None:
         """Integrate to the absolute time ``t_end`` (s), hit exactly, with adaptive steps (:class:`StepControl`).
@@ -161,9 +208,9 @@ class Stepper:
         After each accepted step, ``on_step(T_previous, dt)`` is called with the temperature before the
         step (a backend array, valid during the call) and the step's length; :attr:`T` is the new one.
         """
-        c, t_start = self.control, self.t
-        span = t_end - t_start
-        while t_end - self.t > 1e-12 * span:
+        c = self.control
+        # the tolerance depends on t_end alone, so a run resumed mid-way takes the very same steps
+        while t_end - self.t > 1e-12 * max(abs(t_end), 1e-6):
             proposed = min(self.dt, c.dt_limit())
             remaining = t_end - self.t
             dt = remaining if remaining <= proposed else min(proposed, 0.5 * remaining)
@@ -175,6 +222,8 @@ class Stepper:
                 H_new, T_new = self.step_rkl2(dt, applications)
             self.stats.operator_applications += applications
             change = self.backend.max_abs_difference(self.T, T_new)
+            if not change <= self.control.blow_up_change:  # also NaN: a non-finite state compares false
+                raise BlowUp(self.t, dt, change, self._worst_node(T_new))
             factor = min(2.0, max(0.5, 0.9 * c.max_change / max(change, 1e-30)))
             if change > 1.5 * c.max_change and dt > c.stable_dt * (1 + 1e-9):
                 self.dt = max(c.stable_dt, dt * c.max_change / change)  # reject: the state is untouched
@@ -191,20 +240,21 @@ class Stepper:
         self.advance_to(self.t + duration, on_step)
 
     def step_rkl2(self, dt: float, stages: int):
-        """One RKL2 step with ``stages`` stages (:func:`rkl2_coefficients`); returns the candidate (H, T)."""
-        be, dp, coef = self.backend, self.dp, rkl2_coefficients(stages)
+        """One RKL2 step with ``stages`` stages (:func:`rkl2_stage_table`); returns the candidate (H, T).
+
+        The whole step goes to the backend at once (:meth:`~cryofield.backends.base.Backend.rkl2_stages`):
+        the buffers of each stage and the coefficient table.
+        """
         prev2, prev, T_prev = self.H, self.Y[0], self.T_stage[0]
         # L0 = F(Y_0); Y_1 = Y_0 + mu~_1 dt L0
-        be.stage(dp, self.T, self.L0, prev, T_prev, (1.0, 0.0, 0.0, coef[1, 2] * dt, 0.0), self.H, self.H, self.H,
-                 self.L0)
+        plan = [(self.T, self.L0, prev, T_prev, self.H, self.H, self.H, self.L0)]
         for j in range(2, stages + 1):
-            mu, nu, mu_t, gamma_t = coef[j]
             new = next(y for y in self.Y if y is not prev and y is not prev2)
             T_new = self.T_stage[j % 2 == 0]
             # L = F(Y_{j-1}); Y_j = mu Y_{j-1} + nu Y_{j-2} + (1 - mu - nu) Y_0 + mu~ dt L + gamma~ dt L0
-            be.stage(dp, T_prev, self.L, new, T_new, (mu, nu, 1.0 - mu - nu, mu_t * dt, gamma_t * dt), prev, prev2,
-                     self.H, self.L0)
+            plan.append((T_prev, self.L, new, T_new, prev, prev2, self.H, self.L0))
             prev2, prev, T_prev = prev, new, T_new
+        self.backend.rkl2_stages(self.dp, rkl2_stage_table(stages, dt), plan)
         return prev, T_prev
 
     def step_euler(self, dt: float):
@@ -231,6 +281,27 @@ class Stepper:
         self.H, self.T = H_new, T_new
         self.stats.steps += 1
         return T_previous
+
+    def _worst_node(self, T_new) -> int:
+        """The node whose candidate temperature is non-finite or changed most (host side; only on failure)."""
+        old, new = self.backend.to_host(self.T).astype(float), self.backend.to_host(T_new).astype(float)
+        change = np.where(np.isfinite(new), np.abs(new - old), np.inf)
+        return int(np.argmax(change))
+
+    def state(self) -> dict:
+        """Everything that determines the next steps, as host arrays and numbers (for checkpoints)."""
+        be = self.backend
+        return {"H": be.to_host(self.H), "T": be.to_host(self.T), "t": self.t, "dt": self.dt,
+                "steps": self.stats.steps, "rejected": self.stats.rejected,
+                "operator_applications": self.stats.operator_applications}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state`: the same arrays bit for bit, so the run takes the very same steps."""
+        be = self.backend
+        self.H = be.to_device(np.asarray(state["H"], self.dtype))
+        self.T = be.to_device(np.asarray(state["T"], self.dtype))
+        self.t, self.dt = float(state["t"]), float(state["dt"])
+        self.stats = StepStats(int(state["steps"]), int(state["rejected"]), int(state["operator_applications"]))
 
     def temperature_host(self) -> np.ndarray:
         """Current nodal temperature (°C) as a float64 host array."""

@@ -99,6 +99,51 @@ def pennes_cylinder(r: np.ndarray, r0: float, theta0: float, m: float) -> np.nda
     return theta0 * k0(m * r) / k0(m * r0)
 
 
+def _robin_inner(f: Callable, df: Callable, r0: float, r1: float, theta_fluid: float, theta1: float, h: float,
+                 k: float) -> tuple[float, float]:
+    """Constants (A, B) of θ = A f_1(r) + B f_2(r) with k θ'(r0) = h (θ(r0) - θ_fluid) and θ(r1) = θ1."""
+    f1, f2 = f(r0)
+    d1, d2 = df(r0)
+    g1, g2 = f(r1)
+    matrix = np.array([[k * d1 - h * f1, k * d2 - h * f2], [g1, g2]])
+    return tuple(np.linalg.solve(matrix, np.array([-h * theta_fluid, theta1])))
+
+
+def pennes_sphere_robin(r: np.ndarray, r0: float, r1: float, theta_fluid: float, theta1: float, h: float, k: float,
+                        m: float) -> np.ndarray:
+    """Steady excess temperature between spheres r0 < r < r1: a fluid at θ_fluid behind a film h on the inner
+    one (``-k dT/dn = h (T - T_fluid)``, n out of the tissue, so ``k θ'(r0) = h (θ(r0) - θ_fluid)``), θ1 on the
+    outer one. θ = (A exp(-m r) + B exp(m r)) / r.
+
+    Examples
+    --------
+    >>> r = np.array([5e-3, 25e-3])
+    >>> theta = pennes_sphere_robin(r, 5e-3, 25e-3, -30.0, -5.0, 1e9, 0.5, 60.0)  # a stiff film: a fixed wall
+    >>> np.round(theta, 4).tolist()
+    [-30.0, -5.0]
+    """
+    def f(x):
+        return np.exp(-m * x) / x, np.exp(m * x) / x
+
+    def df(x):
+        return -np.exp(-m * x) * (m * x + 1) / x**2, np.exp(m * x) * (m * x - 1) / x**2
+
+    a, b = _robin_inner(f, df, r0, r1, theta_fluid, theta1, h, k)
+    return (a * np.exp(-m * r) + b * np.exp(m * r)) / r
+
+
+def pennes_cylinder_robin(r: np.ndarray, r0: float, r1: float, theta_fluid: float, theta1: float, h: float, k: float,
+                          m: float) -> np.ndarray:
+    """Steady excess temperature between coaxial cylinders r0 < r < r1, a fluid at θ_fluid behind a film h on
+    the inner one (a vessel's lumen wall, :func:`pennes_sphere_robin`'s condition), θ1 on the outer one.
+    θ = A K0(m r) + B I0(m r)."""
+    from scipy.special import i0, i1, k0, k1
+
+    a, b = _robin_inner(lambda x: (k0(m * x), i0(m * x)), lambda x: (-m * k1(m * x), m * i1(m * x)), r0, r1,
+                        theta_fluid, theta1, h, k)
+    return a * k0(m * r) + b * i0(m * r)
+
+
 def pennes_1d_step(x: np.ndarray, t: float, theta0: float, m: float, alpha: float, beta: float) -> np.ndarray:
     """Transient 1-D Pennes after a surface step θ0 from the basal state (β = w_b rho_b c_b / (rho c))."""
     a = x / (2 * np.sqrt(alpha * t))

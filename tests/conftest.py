@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from cryofield.backends import cuda_check
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"
 
 
-def _real_gpu() -> bool:
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return False
-    try:
-        from numba import cuda
-
-        return cuda.is_available()
-    except Exception:
-        return False
+#: Every piece the cuda backend needs (driver, device, NVVM, libdevice, NVRTC, a test compile), checked once.
+CUDA_PIECES = cuda_check.checks()
+#: A real GPU and its driver are here (not the simulator). The ``device`` tests then run whatever else is
+#: missing, so a GPU machine without the CUDA compiler libraries FAILS the suite instead of skipping the GPU.
+HAS_GPU = cuda_check.gpu_present(CUDA_PIECES)
 
 
-HAS_GPU = _real_gpu()
+def pytest_report_header(config):
+    missing = [p.name for p in CUDA_PIECES if p.required and not p.ok]
+    state = "a GPU is present" if HAS_GPU else "the simulator" if cuda_check.simulator() else "no GPU"
+    return [f"cuda: {state}; missing pieces: {', '.join(missing) or 'none'} (cryofield info lists them)"]
 
 
 def pytest_collection_modifyitems(config, items):

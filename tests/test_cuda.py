@@ -3,6 +3,14 @@
 On a real GPU the comparison runs in this process (``device``). Without one it runs under the Numba CUDA
 simulator (``nodevice``) in a subprocess, because ``NUMBA_ENABLE_CUDASIM`` must be set before
 ``numba.cuda`` is first imported and the rest of the suite must not see the simulator.
+
+The device parity test (:func:`parity`) runs a freeze-thaw on a 30³-cell block (29 791 nodes) on both
+backends. A real GPU contracts a * b + c into FMA and the CPU does not, so with FMA the two runs are
+compared when they take the same steps (``max_change`` infinite: the step doubles up to ``max_dt``
+whatever the state; a rejection decision that flipped on a round-off difference would change results
+by far more than round-off) at :data:`PARITY_TOLERANCE_K`; in the exact mode (FMA off,
+``CudaBackend(exact=True)``) the GPU evaluates the CPU's arithmetic, so the runs take their adaptive
+steps and agree to :data:`EXACT_TOLERANCE_K`. Under the simulator the same code runs on a 2³-cell block.
 """
 
 from __future__ import annotations
@@ -28,6 +36,26 @@ from cryofield.runner import run_case
 from cryofield.stepper import StepControl, Stepper
 
 TOLERANCE_K = 1e-9
+#: GPU (FMA contracted) against CPU, float64, same steps, 90 s of freeze and thaw on 29 791 nodes (K).
+PARITY_TOLERANCE_K = 1e-7
+#: GPU with FMA off against CPU, adaptive steps (K): the same arithmetic, expected bit for bit.
+EXACT_TOLERANCE_K = 1e-12
+#: Cells per side of the parity block and its freeze and thaw (s), on a GPU (29 791 nodes) and under the simulator.
+PARITY, SIMULATOR_PARITY = (30, 60, 30), (2, 20, 10)
+PARITY_CASE = """
+name: parity
+mesh:
+  generate: {kind: slab, size: [40, 40, 40], cells: [CELLS, CELLS, CELLS]}
+  units: mm
+tissues: {tissue: {library: muscle}}
+probes: [{name: cold, surface: xmin}]
+protocol: [{kind: freeze, duration: FREEZE, temperature: -70}, {kind: passive_thaw, duration: THAW}]
+initial: {type: uniform, temperature: 37}
+boundaries:
+  - {surface: xmax, type: fixed, temperature: 37}
+  - {surface: zmax, type: convection}
+outputs: {snapshot_interval: 30, metrics_interval: 10, dose_thresholds: [-20, -40]}
+"""
 #: A 3 x 2 x 2-cell slab: a probe face that freezes then thaws, a fixed far face and a convective face.
 TINY_CASE = """
 name: tiny
@@ -131,6 +159,52 @@ def float32_difference() -> float:
     return float(np.abs(temps[0] - temps[1]).max())
 
 
+def _parity_run(plan, backend, adaptive: bool) -> dict[str, np.ndarray]:
+    """Drive ``plan`` on ``backend`` (same steps as every other run unless ``adaptive``): final T, dose fields."""
+    from cryofield.driver import drive
+    from cryofield.observers import DoseTracker
+
+    control = plan.control()
+    if not adaptive:
+        control.max_change = np.inf
+    problem = plan.problem
+    stepper = Stepper(backend, problem, problem.enthalpy(plan.initial_temperature()), control, plan.dtype)
+    dose = DoseTracker(plan.case.outputs.dose_thresholds)
+    run = drive(plan.timeline, stepper, [dose])
+    return {"T": stepper.temperature_host(), "T_min": dose.min_temperature(run), "below": dose.times_below(run),
+            "steps": np.array([stepper.stats.steps, stepper.stats.rejected])}
+
+
+def parity(cells: int, freeze: float, thaw: float) -> dict:
+    """The freeze-thaw block on the CPU and on the GPU, with FMA (same steps) and without (adaptive steps):
+    the largest differences of the final temperature, the minimum temperature (K) and time below (s)."""
+    from cryofield.backends.cuda import CudaBackend, exact_support
+    from cryofield.runner import prepare
+
+    text = PARITY_CASE.replace("CELLS", str(cells)).replace("FREEZE", f"{freeze:g}").replace("THAW", f"{thaw:g}")
+    plan = prepare(parse_case(text))
+    diff = lambda a, b: max(float(np.abs(a[k] - b[k]).max()) for k in ("T", "T_min", "below"))  # noqa: E731
+    cpu_same, gpu_same = _parity_run(plan, get_backend("cpu"), False), _parity_run(plan, CudaBackend(), False)
+    record = {"nodes": plan.problem.n_nodes, "fma_K": diff(cpu_same, gpu_same),
+              "same_steps": gpu_same["steps"].tolist(), "cpu_steps": cpu_same["steps"].tolist(),
+              "min_C": float(gpu_same["T_min"].min()), "final_min_C": float(gpu_same["T"].min()),
+              "exact_support": exact_support()[1]}
+    if exact_support()[0]:
+        cpu, exact = _parity_run(plan, get_backend("cpu"), True), _parity_run(plan, CudaBackend(exact=True), True)
+        record |= {"exact_K": diff(cpu, exact), "exact_steps": exact["steps"].tolist(),
+                   "cpu_adaptive_steps": cpu["steps"].tolist()}
+    return record
+
+
+def check_parity(record: dict) -> None:
+    assert record["same_steps"] == record["cpu_steps"]
+    assert record["min_C"] < -40.0 and record["final_min_C"] > record["min_C"] + 0.5  # froze deep, then thawed
+    assert record["fma_K"] <= PARITY_TOLERANCE_K, f"GPU with FMA differs from the CPU by {record['fma_K']:.3g}"
+    assert "exact_K" in record, f"no exact mode: {record['exact_support']}"
+    assert record["exact_steps"] == record["cpu_adaptive_steps"]
+    assert record["exact_K"] <= EXACT_TOLERANCE_K, f"GPU with FMA off differs from the CPU by {record['exact_K']:.3g}"
+
+
 def agreement() -> dict:
     """Everything the tests check, as one JSON-able record."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,6 +232,33 @@ def test_cuda_agrees_with_cpu_on_gpu():
     check(agreement())
 
 
+@pytest.mark.device
+def test_freeze_thaw_on_30k_nodes_agrees_with_cpu_on_gpu():
+    record = parity(*PARITY)
+    print(json.dumps(record))
+    assert record["nodes"] == 29791
+    check_parity(record)
+
+
+@pytest.mark.device
+def test_gpu_launches_are_prepared_and_steps_replayed_as_graphs():
+    from cryofield.backends.cuda import CudaBackend
+
+    case, problem = _tiny()
+    state = problem.boundary_state(case.protocol[0])
+    backend = CudaBackend()
+    stepper = Stepper(backend, problem, problem.enthalpy(np.full(problem.n_nodes, 37.0)),
+                      StepControl("rkl2", 0.9 * 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed),
+                                  0.05, max_change=np.inf, stages=4), dtype=np.float64)
+    stepper.set_boundaries(state)
+    stepper.advance(1.0)
+    diagnostics = backend.diagnostics()
+    print(json.dumps(diagnostics, indent=1))
+    assert diagnostics["prepared_launches"].startswith("on"), diagnostics["prepared_launches"]
+    assert diagnostics["step_graphs"].startswith("on"), diagnostics["step_graphs"]
+    assert backend._graphs.built >= 1 and backend._graphs.replayed >= 10
+
+
 @pytest.mark.nodevice
 def test_cuda_agrees_with_cpu_under_simulator():
     script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
@@ -167,6 +268,20 @@ def test_cuda_agrees_with_cpu_under_simulator():
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     check(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.nodevice
+def test_parity_check_runs_under_simulator():
+    """The device parity test's own code, on a 2³-cell block under the simulator (no FMA there: both agree)."""
+    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              f"from test_cuda import parity; print(json.dumps(parity{SIMULATOR_PARITY!r}))")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["nodes"] == (SIMULATOR_PARITY[0] + 1) ** 3
+    check_parity(record)
 
 
 @pytest.mark.nodevice

@@ -1,7 +1,8 @@
 """The occipital phantom: anatomy against the published ranges, mesh validity, probes, cache, refusals.
 
 Measurements are taken on the shipped coarse mesh (meshes/occipital_coarse.msh.xz, the gon_double_freeze
-case's mesh) and on a small phantom generated here with deliberately large elements.
+case's mesh: the three-needle tip over the flat GON) and on small phantoms generated here with deliberately
+large elements.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryofield.cli import main
 from cryofield.clinical import clinical_summary
 from cryofield.errors import InputError
 from cryofield.mesh import read_mesh
-from cryofield.mesh.anatomy import PhantomGeometry
+from cryofield.mesh.anatomy import Course, PhantomGeometry
 from cryofield.mesh.checks import signed_volumes
 from cryofield.mesh.generators import slab
 from cryofield.mesh.phantom import REGIONS, SURFACES, mesh_key, phantom_mesh
@@ -128,9 +129,11 @@ def test_every_tetrahedron_has_positive_volume(which, shipped, small):
 
 
 def test_all_regions_and_surface_tags_present(shipped, small):
-    for mesh, probes in ((shipped, ["probe"]), (small["mesh"], ["beside", "fixed"])):
-        assert set(mesh.regions) == set(REGIONS)
-        assert set(mesh.surfaces) == set(SURFACES) | {f"{p}_{part}" for p in probes for part in ("active", "shaft")}
+    for mesh, probes, contacts in ((shipped, ["probe"], {"probe_contact"}),
+                                   (small["mesh"], ["beside", "fixed"], set())):
+        assert set(mesh.regions) == set(REGIONS) - {"pocket"}  # no fluid pockets in these
+        assert set(mesh.surfaces) == set(SURFACES) | contacts | {f"{p}_{part}" for p in probes
+                                                                 for part in ("active", "shaft")}
         assert set(np.unique(mesh.tet_tags)) == set(mesh.regions.values())
         assert set(np.unique(mesh.facet_tags)) == set(mesh.surfaces.values())
     artery_faces = {tuple(sorted(f)) for t in shipped.tets[shipped.tet_tags == shipped.regions["artery"]]
@@ -148,26 +151,36 @@ def test_probe_areas_match_the_needle(shipped, small):
     for mesh in (shipped, small["mesh"]):
         for name, meta in mesh.metadata["probes"].items():
             d, length = meta["diameter"] * 1e3, meta["active_length"] * 1e3
+            tips = np.array(meta.get("needles", [meta["tip"]])) * 1e3
             active, shaft = probe_areas(mesh, name)
-            assert active == pytest.approx(np.pi * d * length + np.pi * d**2 / 2, rel=0.02)
-            tip, axis = np.array(meta["tip"]) * 1e3, np.array(meta["axis"])
-            to_skin = -(tip[2] + d / 2 * axis[2]) / axis[2]  # cap centre to skin along the axis
-            assert shaft == pytest.approx(np.pi * d * (to_skin - length), rel=0.05)  # 6 elements round it at the skin
-            nodes = mesh.points[mesh.surface_nodes(f"{name}_active")] * 1e3 - (tip + d / 2 * axis)
-            along = nodes @ axis
-            radial = np.linalg.norm(nodes - along[:, None] * axis, axis=1)
+            assert active == pytest.approx(len(tips) * (np.pi * d * length + np.pi * d**2 / 2), rel=0.02)
+            axis = np.array(meta["axis"])
+            to_skin = -(tips[:, 2] + d / 2 * axis[2]) / axis[2]  # cap centre to skin along the axis
+            # 6 elements round each shaft where it leaves the skin
+            assert shaft == pytest.approx(np.sum(np.pi * d * (to_skin - length)), rel=0.05)
+            nodes = mesh.points[mesh.surface_nodes(f"{name}_active")] * 1e3
+            rel = nodes[:, None, :] - (tips + d / 2 * axis)[None]  # to each needle's cap centre
+            along = rel @ axis
+            radial = np.linalg.norm(rel - along[..., None] * axis, axis=2)
+            mine = np.argmin(radial + 1e3 * (along < -d), axis=1)  # the needle each node belongs to
+            along, radial = along[np.arange(len(nodes)), mine], radial[np.arange(len(nodes)), mine]
             assert along.min() > -d / 2 - 1e-6 and along.max() < length + 1e-6
             assert np.all(radial[along > 0] <= d / 2 + 1e-6) and np.all(radial[along > 0] > 0.9 * d / 2)
 
 
-def test_probe_sits_where_the_case_put_it(shipped):
+def test_the_demo_device_sits_where_the_case_put_it(shipped):
+    """Three 27G needles side by side over the flat GON, 0.2 mm of tissue under them."""
     meta = shipped.metadata["probes"]["probe"]
-    assert meta["gauge"] == "18G" and meta["diameter"] == pytest.approx(GAUGES["18G"] * 1e-3)
+    assert meta["gauge"] == "27G" and meta["diameter"] == pytest.approx(GAUGES["27G"] * 1e-3)
+    assert len(meta["needles"]) == 3 and meta["spacing"] == pytest.approx(1.5e-3)
+    course = PhantomGeometry(Anatomy(), "right").courses["gon"]
+    for apex in np.array(meta["needles"]) * 1e3:
+        gap = course.surface_gap(apex[None] + GAUGES["27G"] / 2 * np.array([0.0, 0.0, -1.0]), 0.02)
+        assert 0.1 <= gap - GAUGES["27G"] / 2 <= 0.6  # above the band
     active = shipped.points[shipped.surface_nodes("probe_active")] * 1e3
     gon = nodes_of(shipped, "gon")
-    gap = np.min(np.linalg.norm(active[:, None] - gon[None, ::3], axis=2))
-    assert 0.15 <= gap <= 0.6  # 0.2 mm of tissue between needle and nerve in the case
-    assert np.mean(active[:, 0]) < 21.8  # medial of the nerve
+    assert np.mean(active[:, 2]) < np.mean(gon[np.abs(gon[:, 1]) < 2, 2])  # superficial to the nerve
+    assert "probe_contact" in shipped.surfaces
 
 
 def test_same_parameters_same_hash_and_the_shipped_mesh_is_current(shipped):
@@ -180,7 +193,10 @@ def test_same_parameters_same_hash_and_the_shipped_mesh_is_current(shipped):
                            [resolve(p.name, p.placement, PhantomGeometry(spec.anatomy, spec.side))
                             for p in load_case(DEMO).probes])
     assert shipped.metadata["phantom"]["hash"] == key  # regenerate meshes/ (see meshes/README.md) if this fails
-    absolute = ProbePlacement(gauge="18G", active_length=8, tip=tuple(poses[0].apex), direction=tuple(poses[0].axis))
+    placed = case.probes[0].placement
+    absolute = ProbePlacement(gauge=placed.gauge, active_length=placed.active_length, tip=tuple(poses[0].apex),
+                              direction=tuple(poses[0].axis), contact_radius=placed.contact_radius,
+                              needles={"count": 3, "spacing": placed.needles.spacing, "row": tuple(poses[0].row)})
     assert mesh_key(spec, [resolve("probe", absolute, geometry)]) == key  # the same pose, however it is given
     moved = case.probes[0].placement.model_copy(update={"target": case.probes[0].placement.target.model_copy(
         update={"gap": 0.3})})
@@ -239,7 +255,9 @@ def test_probes_touching_each_other_are_refused():
 
 
 def test_refused_placement_exits_2_naming_the_probe(tmp_path, capsys):
-    text = DEMO.read_text().replace("side: medial, gap: 0.2", "side: lateral, gap: 0.2")
+    text = DEMO.read_text().replace("side: superficial, gap: 0.2}", "side: lateral, gap: 0.2}")
+    text = text.replace("approach: {from: superior, angle: 15}", "approach: {from: lateral, angle: 20}")
+    assert text != DEMO.read_text()
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     assert main(["validate", str(path)]) == 2
@@ -315,3 +333,234 @@ def test_mesh_phantom_command_prints_and_writes(tmp_path):
     mesh = read_mesh(out, "mm")
     assert mesh.points[:, 0].max() < 0.011 and mesh.metadata["phantom"]["side"] == "left"
     assert not (tmp_path / "cache").exists()
+
+
+def section_area(points: np.ndarray, tets: np.ndarray, origin: np.ndarray, normal: np.ndarray) -> float:
+    """Area of the cut of the tetrahedra ``tets`` by the plane through ``origin`` normal to ``normal``."""
+    d = (points - origin) @ normal
+    dt = d[tets]
+    total = 0.0
+    crossing = (dt.min(axis=1) < 0) & (dt.max(axis=1) > 0)
+    for t, dd in zip(tets[crossing], dt[crossing]):
+        cut = np.array([points[t[a]] + dd[a] / (dd[a] - dd[b]) * (points[t[b]] - points[t[a]])
+                        for a, b in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)) if (dd[a] < 0) != (dd[b] < 0)])
+        centre = cut.mean(axis=0)
+        e1 = (cut[0] - centre) / np.linalg.norm(cut[0] - centre)
+        order = np.argsort(np.arctan2((cut - centre) @ np.cross(normal, e1), (cut - centre) @ e1))
+        ring = cut[order] - centre
+        total += 0.5 * np.linalg.norm(np.cross(ring, np.roll(ring, -1, axis=0)), axis=1).sum()
+    return total
+
+
+def test_the_gon_is_a_flattened_band_parallel_to_the_skin(shipped):
+    """Cho, Haun & Kettner 2012: 4.1 mm² symptomatic, 3.8 mm wide; the meshed section within a few %."""
+    course = PhantomGeometry(Anatomy(), "right").courses["gon"]
+    assert course.area == pytest.approx(4.1, rel=1e-9)
+    assert [2 * v for v in course.semi_axes] == pytest.approx([3.8, 1.3738], abs=1e-4)
+    gon = shipped.tets[shipped.tet_tags == shipped.regions["gon"]]
+    points = shipped.points * 1e3
+    u = course.stations["superior_nuchal_line"]
+    area = section_area(points, gon, course.point(u), course.tangent(u))
+    assert area == pytest.approx(4.1, rel=0.05)
+    at_snl = nodes_of(shipped, "gon")
+    at_snl = at_snl[np.abs(at_snl[:, 1]) < 0.3]
+    assert np.ptp(at_snl[:, 0]) == pytest.approx(3.8, abs=0.3)  # wide across the skin
+    assert np.ptp(at_snl[:, 2]) == pytest.approx(1.37, abs=0.3)  # thin into the depth
+    sections = shipped.metadata["sections"]["gon"]
+    assert sections["width"] == pytest.approx(3.8e-3) and sections["area"] == pytest.approx(4.1e-6)
+
+
+def test_gon_state_presets_and_overrides():
+    assert Anatomy().gon_section() == pytest.approx((3.8, 4 * 4.1 / (np.pi * 3.8)))
+    width, thickness = Anatomy(gon_state="asymptomatic").gon_section()
+    assert np.pi * width * thickness / 4 == pytest.approx(2.0)
+    assert width / thickness == pytest.approx(3.8 / 1.37374, rel=1e-3)  # the symptomatic band's aspect
+    assert Anatomy(gon_width=3.0, gon_thickness=1.0).gon_section() == (3.0, 1.0)
+    assert np.pi * 4.0 * Anatomy(gon_width=4.0).gon_section()[1] / 4 == pytest.approx(4.1)  # the preset's area
+    tilted = PhantomGeometry(Anatomy(gon_orientation=90.0), "right").courses["gon"]
+    _, long, _ = tilted.section_axes(tilted.stations["superior_nuchal_line"])
+    assert abs(long[2]) > 0.99  # turned on edge
+    with pytest.raises(ValueError, match="must not exceed gon_width"):
+        Anatomy(gon_width=1.0, gon_thickness=2.0)
+
+
+@pytest.mark.parametrize("anatomy, key, message", [
+    ("{gon_diameter: 3.85}", "mesh.phantom.anatomy", "gon_diameter is replaced by gon_width and gon_thickness"),
+    ("{gon_state: acute}", "mesh.phantom.anatomy.gon_state", "symptomatic"),
+    ("{gon_width: -1}", "mesh.phantom.anatomy.gon_width", "greater than 0"),
+    ("{gon_orientation: 120}", "mesh.phantom.anatomy.gon_orientation", "less than or equal to 90"),
+])
+def test_anatomy_key_errors_exit_2_naming_the_key(tmp_path, capsys, anatomy, key, message):
+    text = DEMO.read_text().replace("  phantom: {preset: coarse, side: right}",
+                                    f"  phantom: {{preset: coarse, side: right, anatomy: {anatomy}}}")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "-o", str(tmp_path / "out"), "--no-render"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_elliptical_sections_reach_and_gap():
+    """A straight band along y, 4 x 1 mm: its reach is the semi-axis in each direction, exact gaps outside."""
+    course = Course.through("gon", 2.0, np.array([[0.0, -10.0, 5.0], [0.0, 0.0, 5.0], [0.0, 10.0, 5.0]]),
+                            {}, minor=0.5)
+    t, long, short = course.section_axes(0.0)
+    np.testing.assert_allclose(np.abs([t, long, short]), np.eye(3)[[1, 0, 2]], atol=1e-12)
+    assert course.support(0.0, np.array([1.0, 0.0, 0.0])) == pytest.approx(2.0)
+    assert course.support(0.0, np.array([0.0, 0.0, -1.0])) == pytest.approx(0.5)
+    assert course.support(0.0, np.array([1.0, 0.0, 1.0]) / np.sqrt(2)) == pytest.approx(np.sqrt(2.125))
+    assert course.surface_gap(np.array([[3.0, 1.0, 5.0]]), 0.05) == pytest.approx(1.0, abs=1e-3)
+    assert course.surface_gap(np.array([[0.0, 1.0, 4.0]]), 0.05) == pytest.approx(0.5, abs=1e-3)
+    assert course.surface_gap(np.array([[0.0, 1.0, 5.2]]), 0.05) < 0  # inside
+
+
+def test_a_probe_above_the_flat_nerve_keeps_its_gap():
+    geometry = PhantomGeometry(Anatomy(), "right")
+    placement = ProbePlacement(gauge="18G", active_length=4, target={"nerve": "gon", "side": "superficial", "gap": 0.5},
+                               approach={"from": "superior", "angle": 15})
+    pose = resolve("p", placement, geometry)
+    check_poses([pose], geometry)
+    course = geometry.courses["gon"]
+    gap = course.surface_gap(pose.cap_centre[None], 0.02, keep=geometry.in_box) - pose.radius
+    assert gap == pytest.approx(0.5, abs=0.02)  # 0.5 mm of tissue above a 1.37 mm thick band
+    assert pose.cap_centre[2] == pytest.approx(6.9 - 1.3738 / 2 - 0.5 - pose.radius, abs=0.05)
+
+
+#: A three-needle 27G tip straight into the skin over the GON, a skin contact round its entries and a
+#: saline pocket round the nerve: large elements elsewhere, so that it meshes in seconds.
+DEVICE = """
+name: device_phantom
+mesh:
+  phantom:
+    sizes: {ice: 1.0, ice_radius: 3, vessel_divisions: 2, skin: 8, far: 15}
+    anatomy: {inferior_extent: 85, superior_extent: 20}
+    pockets:
+      - {target: {nerve: gon, at: superior_nuchal_line, along: 6, side: around}, size: [6, 6, 2.6]}
+  units: mm
+probes:
+  - name: tip
+    placement:
+      gauge: 27G
+      active_length: 3
+      needles: {count: 3, spacing: 1.5, row: along}
+      target: {nerve: gon, side: superficial, gap: 0.3}
+      approach: {from: superior, angle: 90}
+      contact_radius: 3
+protocol:
+  - {kind: freeze, duration: 2, temperature: -70}
+boundaries:
+  - {surface: skin_surface, type: convection}
+  - {surface: deep, type: fixed, temperature: 37}
+"""
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRYOFIELD_CACHE", str(cache))
+        case = parse_case(DEVICE, source="device.yaml")
+        return case, mesh_of(case)
+
+
+def test_a_multi_needle_tip_is_one_device_with_every_needle_conformal(device):
+    case, mesh = device
+    meta = mesh.metadata["probes"]["tip"]
+    needles = np.array(meta["needles"]) * 1e3
+    assert len(needles) == 3 and np.array(meta["tip"]) * 1e3 == pytest.approx(needles[1])
+    np.testing.assert_allclose(np.linalg.norm(np.diff(needles, axis=0), axis=1), 1.5, atol=1e-9)
+    axis, row = np.array(meta["axis"]), np.array(meta["row"])
+    assert abs(axis @ row) < 1e-9 and axis[2] == pytest.approx(-1.0)  # straight into the skin, the row across it
+    course = PhantomGeometry(case.mesh.phantom.anatomy, "right").courses["gon"]
+    tangent = course.tangent(course.stations["superior_nuchal_line"])
+    assert abs(row @ tangent) > 0.99 * np.linalg.norm(tangent - (tangent @ axis) * axis)  # along the nerve
+    d, length = GAUGES["27G"], 3.0
+    active, _ = probe_areas(mesh, "tip")
+    assert active == pytest.approx(3 * (np.pi * d * length + np.pi * d**2 / 2), rel=0.03)
+    nodes = mesh.points[mesh.surface_nodes("tip_active")] * 1e3
+    for apex in needles:  # every needle has its own conformal hole
+        centre = apex + d / 2 * axis
+        rel = nodes - centre
+        along = rel @ axis
+        mine = (along > 0.1) & (np.linalg.norm(rel - along[:, None] * axis, axis=1) < d)
+        assert mine.sum() > 20
+        np.testing.assert_allclose(np.linalg.norm(rel[mine] - along[mine, None] * axis, axis=1), d / 2, rtol=0.02)
+    assert {"tip_active", "tip_shaft", "tip_contact"} <= set(mesh.surfaces)
+
+
+def test_the_skin_contact_lies_round_the_entry_points(device):
+    case, mesh = device
+    contact = mesh.surface_facets("tip_contact")
+    centres = mesh.points[contact].mean(axis=1) * 1e3
+    entries = np.array(mesh.metadata["probes"]["tip"]["needles"]) * 1e3
+    entries[:, 2] = 0.0
+    assert np.all(np.abs(centres[:, 2]) < 1e-9)  # on the skin
+    assert np.all(np.min(np.linalg.norm(centres[:, None] - entries[None], axis=2), axis=1) <= 3.0)
+    skin = mesh.surface_facets("skin_surface")
+    assert not set(map(tuple, np.sort(contact, axis=1))) & set(map(tuple, np.sort(skin, axis=1)))
+
+
+def test_a_fluid_pocket_is_a_conformal_saline_region_round_the_nerve(device):
+    case, mesh = device
+    assert case.tissues["pocket"].library == "saline" and "pocket" in mesh.regions
+    _, volumes = fem.gradients_and_volumes(mesh.points, mesh.tets)
+    pocket = volumes[mesh.tet_tags == mesh.regions["pocket"]].sum() * 1e9
+    ellipsoid = 4 / 3 * np.pi * 3 * 3 * 1.3
+    nerve_inside = 4.1 * 6 * 0.85  # the band through it, about 6 mm of it (less where the ellipsoid narrows)
+    assert pocket == pytest.approx(ellipsoid - nerve_inside, rel=0.12)
+    meta = mesh.metadata["pockets"][0]
+    centre = np.array(meta["centre"]) * 1e3
+    course = PhantomGeometry(case.mesh.phantom.anatomy, "right").courses["gon"]
+    u = course.arc_parameter(course.stations["superior_nuchal_line"], 6)
+    np.testing.assert_allclose(centre, course.point(u), atol=1e-9)  # centred on the nerve
+    fluid = nodes_of(mesh, "pocket")
+    assert fluid[:, 2].min() > 2.0  # below the skin layer
+    without = parse_case(SMALL, source="small.yaml")
+    assert "pocket" not in without.tissues
+
+
+@pytest.mark.parametrize("change, key, message", [
+    ("size: [6, 6, 2.6]", "mesh.phantom.pockets.0", "into the skin layer"),
+    ("side: around}, size: [6, 6, 2.6]", "mesh.phantom.pockets.0", "occipital bone"),
+    ("size: [6, 6, 2.6]", "mesh.phantom.pockets.0.size", "greater than 0"),
+    ("spacing: 1.5", "probes.0.placement", "would touch"),
+    ("row: along", "probes.0.placement.needles.row", "Input should be"),
+    ("count: 3", "probes.0.placement.needles.count", "less than or equal to 9"),
+    ("contact_radius: 3", "probes.0.placement.contact_radius", "greater than 0"),
+    ("angle: 90", "probes.0.placement.approach.angle", "less than or equal to 90"),
+])
+def test_device_and_pocket_key_errors_exit_2_naming_the_key(tmp_path, capsys, change, key, message):
+    replacement = {
+        "into the skin layer": "size: [6, 6, 11]",
+        "occipital bone": "side: deep, gap: 1}, size: [6, 6, 6]",
+        "greater than 0": {"mesh.phantom.pockets.0.size": "size: [6, 0, 2]",
+                           "probes.0.placement.contact_radius": "contact_radius: 0"}.get(key),
+        "would touch": "spacing: 0.45",
+        "Input should be": "row: sideways",
+        "less than or equal to 9": "count: 12",
+        "less than or equal to 90": "angle: 95",
+    }[message]
+    text = DEVICE.replace(change, replacement)
+    assert text != DEVICE
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    env_cache = tmp_path / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRYOFIELD_CACHE", str(env_cache))
+        assert main(["run", str(path), "-o", str(tmp_path / "out"), "--no-render"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_row_across_needs_a_target_or_a_direction():
+    with pytest.raises(ValueError, match="needs a nerve target"):
+        ProbePlacement(gauge="27G", active_length=3, tip=(20.0, 0.0, 5.0), direction=(0, 0, -1),
+                       needles={"count": 3, "row": "across"})
+    placement = ProbePlacement(gauge="27G", active_length=3, tip=(15.0, 0.0, 5.0), direction=(0, 0, -1),
+                               needles={"count": 2, "spacing": 1.0, "row": (1.0, 0.0, 0.5)})
+    geometry = PhantomGeometry(Anatomy(), "right")
+    pose = resolve("p", placement, geometry)
+    np.testing.assert_allclose(pose.row, [1.0, 0.0, 0.0], atol=1e-12)  # made normal to the needles
+    np.testing.assert_allclose([n.apex for n in pose.needles()], [[14.0, 0.0, 5.0], [15.0, 0.0, 5.0]])

@@ -77,7 +77,7 @@ def shell_result(tmp_path_factory) -> Path:
     (work / "case.yaml").write_text(SHELL_CASE)
     case = load_case(work / "case.yaml")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "mesh_of", lambda c: check_mesh(shell_mesh(), "m"))
+        patch.setattr(runner, "mesh_of", lambda c, **kw: check_mesh(shell_mesh(), "m"))
         report = runner.run_case(case, work / "out", backend="cpu", progress=False)
     moved = tmp_path_factory.mktemp("moved") / "shell.h5"  # results render without the case or the mesh file
     shutil.copy(report.paths["h5"], moved)
@@ -292,17 +292,23 @@ def test_mp4_without_imageio_ffmpeg_is_bad_input(shell_result, tmp_path, monkeyp
         render_result(shell_result, tmp_path, animate="slice", animation="mp4")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.h5"], "result file not found"),
-    (["{h5}", "--time", "1000"], "outside the run"),
-    (["{foreign}"], "not a readable cryofield result"),
+@pytest.mark.parametrize("args, message, code", [
+    (["missing.h5"], "result file not found", 2),
+    (["{h5}", "--time", "1000"], "outside the run", 2),
+    (["{foreign}"], "not a readable, complete cryofield result", 1),
+    (["{truncated}"], "not a readable, complete cryofield result", 1),
 ])
-def test_render_bad_input_exits_2(shell_result, tmp_path, capsys, args, message):
+def test_render_bad_input_exits_2_and_a_corrupt_result_1(shell_result, tmp_path, capsys, args, message, code):
     foreign = tmp_path / "foreign.h5"
     foreign.write_bytes(b"not hdf5")
-    argv = ["render", *[a.format(h5=shell_result, foreign=foreign) for a in args], "-o", str(tmp_path / "o")]
-    assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    truncated = tmp_path / "truncated.h5"
+    data = Path(shell_result).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    argv = ["render", *[a.format(h5=shell_result, foreign=foreign, truncated=truncated) for a in args], "-o",
+            str(tmp_path / "o")]
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not list((tmp_path / "o").glob("*.png")) if (tmp_path / "o").exists() else True
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cryofield.case import TissueSpec, load_case, parse_case
-from cryofield.errors import InputError
+from cryofield.errors import CorruptResult, InputError
 from cryofield.io import read_result
 from cryofield.mesh import write_mesh
 from cryofield.mesh.generators import slab
@@ -187,7 +187,7 @@ def test_a_result_without_roles_is_refused(nerve_run, tmp_path):
         f.attrs["format_version"] = 1
     with pytest.raises(ValueError, match="without the /roles table.*run its case again"):
         read_result(old)
-    with pytest.raises(InputError, match="run its case again"):
+    with pytest.raises(CorruptResult, match="run its case again"):  # render: exit 1, naming the file
         VizResult.open(old)
 
 

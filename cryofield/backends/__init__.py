@@ -1,7 +1,9 @@
 """Backend registry: one place that knows which backends exist and which one runs.
 
 ``cpu`` is always available. ``cuda`` needs a usable NVIDIA GPU (or ``NUMBA_ENABLE_CUDASIM=1``, the
-Numba CUDA simulator, for tests). ``auto`` picks ``cuda`` when it is usable, else ``cpu``.
+Numba CUDA simulator, for tests): a driver, a device, and the JIT compiler's pieces, each checked by
+:mod:`cryofield.backends.cuda_check`. ``auto`` picks ``cuda`` when it is usable, else ``cpu``, and says
+which piece was missing.
 """
 
 from __future__ import annotations
@@ -16,19 +18,29 @@ REGISTRY = {"cpu": "cryofield.backends.cpu:CpuBackend", "cuda": "cryofield.backe
 
 
 def cuda_status() -> tuple[bool, str]:
-    """Whether the CUDA backend can run here, and the device name or the reason it cannot."""
+    """Whether the CUDA backend can run here, and the device name or which piece is missing and why.
+
+    The pieces (driver, device, NVVM, libdevice, NVRTC, a one-kernel test compile) are checked once per
+    process by :func:`cryofield.backends.cuda_check.checks`.
+    """
+    from . import cuda_check
+
+    missing = cuda_check.first_missing(cuda_check.checks())
+    if missing is not None:
+        return False, cuda_check.reason(missing)
     try:
-        from numba import cuda
-    except Exception as exc:  # numba-cuda missing or broken
-        return False, f"numba.cuda cannot be imported ({exc})"
-    try:
-        if not cuda.is_available():
-            return False, "no CUDA GPU or driver found"
         return True, importlib.import_module("cryofield.backends.cuda").device_description()
     except ModuleNotFoundError:
         return False, "this version of cryofield has no CUDA backend"
     except Exception as exc:
         return False, f"CUDA initialisation failed ({exc})"
+
+
+def cuda_pieces() -> list:
+    """Every piece the CUDA backend needs, with what was found (:class:`cryofield.backends.cuda_check.Piece`)."""
+    from . import cuda_check
+
+    return cuda_check.checks()
 
 
 def available_backends() -> dict[str, tuple[bool, str]]:
@@ -66,4 +78,4 @@ def get_backend(name: str = "auto") -> Backend:
     return backend
 
 
-__all__ = ["Backend", "DeviceProblem", "available_backends", "cuda_status", "get_backend"]
+__all__ = ["Backend", "DeviceProblem", "available_backends", "cuda_pieces", "cuda_status", "get_backend"]

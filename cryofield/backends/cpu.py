@@ -15,32 +15,39 @@ import numpy as np
 from numba import njit, prange
 
 from .. import kernels
+from .. import kernels as K  # layout constants of the packed arrays (Numba freezes them at compile time)
 from .base import Backend, DeviceProblem
 
 k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 
 
 @njit(parallel=True, cache=True)
-def element_flux_loop(T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):
+def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux):
     """flux[e] for every element (:func:`cryofield.kernels.element_flux_at`)."""
+    k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
     for e in prange(tets.shape[0]):
         k.element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux)
 
 
 @njit(parallel=True, cache=True)
-def node_rate_loop(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-                   fixed, robin_coef, robin_rhs, out):
+def node_rate_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, Ta, out):
     """out_i = dH_i/dt for every node (:func:`cryofield.kernels.node_rate_at`)."""
+    lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
+    robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
+    solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
     for i in prange(T.shape[0]):
         out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat,
                                 solidus, liquidus, fixed, robin_coef, robin_rhs)
 
 
 @njit(parallel=True, cache=True)
-def node_stage_loop(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-                    fixed, robin_coef, robin_rhs, L, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, b0, L0, h_T, h_H, h_n,
-                    h_slope):
+def node_stage_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, L, out, T_out, Y1, Y2,
+                    Y0, L0, Ta, a1, a2, a0, b1, b0):
     """L_i = dH_i/dt, then out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i and T_out_i = T(out_i)."""
+    lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
+    robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
+    solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
+    h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
     for i in prange(T.shape[0]):
         L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
                               liquidus, fixed, robin_coef, robin_rhs)
@@ -49,15 +56,17 @@ def node_stage_loop(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, 
 
 
 @njit(parallel=True, cache=True)
-def temperature_loop(H, node_mat, h_T, h_H, h_n, h_slope, T):
+def temperature_loop(H, node_mat, mat_f, mat_n, T):
     """T_i = T(H_i)."""
+    h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
     for i in prange(H.shape[0]):
         T[i] = k.temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
-def combine_loop(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope):
+def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
     """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.combine_at`)."""
+    h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
     for i in prange(out.shape[0]):
         k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
 
@@ -98,26 +107,22 @@ class CpuBackend(Backend):
         return np.empty(shape, dtype=dtype)
 
     def temperature(self, dp: DeviceProblem, H, T):
-        temperature_loop(H, dp.node_mat, dp.h_T, dp.h_H, dp.h_n, dp.h_slope, T)
+        temperature_loop(H, dp.node_mat, dp.mat_f, dp.mat_n, T)
 
     def apply_operator(self, dp: DeviceProblem, T, out):
-        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux)
-        node_rate_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic,
-                       dp.arterial_temperature, dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef,
-                       dp.robin_rhs, out)
+        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux)
+        node_rate_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
+                       dp.arterial_temperature, out)
 
     def combine(self, dp: DeviceProblem, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        combine_loop(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, dp.node_mat, dp.h_T, dp.h_H, dp.h_n,
-                     dp.h_slope)
+        combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n, a1, a2, a0, b1, b0)
 
     def stage(self, dp: DeviceProblem, T, L, out, T_out, coefs, Y1, Y2, Y0, L0):
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k, dp.k_n, dp.flux)
-        node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic,
-                        dp.arterial_temperature, dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef,
-                        dp.robin_rhs, L, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, b0, L0, dp.h_T, dp.h_H, dp.h_n,
-                        dp.h_slope)
+        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux)
+        node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
+                        dp.mat_n, L, out, T_out, Y1, Y2, Y0, L0, dp.arterial_temperature, a1, a2, a0, b1, b0)
 
     def max_abs_difference(self, a, b):
         return float(max_abs_difference_loop(a, b))

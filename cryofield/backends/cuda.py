@@ -10,12 +10,47 @@ compiled here as device functions; this module only writes the launches.
 
 Launches and host synchronisation
 ---------------------------------
-A stage of RKL2 is two launches: :func:`element_flux_kernel`, then :func:`node_stage_kernel`, which sums
-the flows, adds perfusion, metabolism and Robin terms and does the stage's vector update and T(H) in the
-same pass (:meth:`Backend.stage`). A step of ``s`` stages is ``2 s + 2`` launches (the step-size reduction
-and the dose tracker) and one device → host transfer: the per-block maxima of the step's temperature
-change, which the host-side step control needs. Snapshots and metrics copy the temperature at output
-times only.
+A stage of RKL2 is two launches: :func:`element_flux`, then :func:`node_stage`, which sums the flows,
+adds perfusion, metabolism and Robin terms and does the stage's vector update and T(H) in the same pass.
+A step of ``s`` stages is ``2 s + 2`` launches (the step-size reduction and the dose tracker) and one
+device → host transfer: the per-block maxima of the step's temperature change, which the host-side step
+control needs. Snapshots and metrics copy the temperature at output times only.
+
+Host time per launch
+--------------------
+On meshes below a few hundred thousand nodes a stage takes less GPU time than numba-cuda's host-side
+launch (typing every argument, then marshalling every array argument into the driver's parameter list:
+about 5 µs per array). Three things keep the host off the critical path:
+
+* packed arguments (:class:`~cryofield.backends.base.DeviceProblem`): the stage kernels take 7 and 17
+  arrays instead of 8 and 24, and the stage coefficients live in a small device table (one host → device
+  copy per step from pinned memory), so a kernel's arguments do not change from step to step;
+* prepared launches (:class:`Launcher`): the first launch of a kernel with a given set of arrays goes
+  through numba-cuda's dispatcher, which compiles and marshals; the marshalled argument list (made by
+  numba-cuda's own ``_Kernel._prepare_args``) is kept, and later launches with the same arrays pass it
+  straight to ``cuda.core.launch``. Entries are keyed by the arrays' identities and dropped when an array
+  is freed (``weakref.finalize``), so a stale device address is never launched;
+* a CUDA graph per RKL2 step (:class:`StepGraphs`): the second time a step with the same stage count and
+  buffers comes round, its ``2 s`` launches are captured once (numba-cuda launches into a
+  ``cuda.core`` ``GraphBuilder``) and replayed with one ``cuGraphLaunch``. The first graph a backend builds
+  is checked against the plain launches of the same step (bit for bit) before it is used.
+
+``CudaBackend(prepared=False, graphs=False)`` (or ``CRYOFIELD_CUDA_PREPARED=0``, ``CRYOFIELD_CUDA_GRAPHS=0``)
+turns them off; :meth:`CudaBackend.diagnostics` (in the run summary) says which are on and why not.
+``python -m benchmarks.gpu --parts host`` measures the host time per stage each way.
+
+FMA and the exact mode
+----------------------
+Real GPUs contract ``a * b + c`` into one fused multiply-add (NVVM's default, ``-fma=1``); the CPU and the
+CUDA simulator round the product first. In float64 that changes results by round-off, about 1e-13 K on
+the 48-node parity case, up to about 1e-7 K over a long run on a 30 k-node mesh when both backends take
+the same steps; a step-size decision that flips on the difference changes results by far more. numba-cuda
+has no switch for it (``cuda.jit(fastmath=True)`` turns FMA *on*, with other unsafe options), so
+``CudaBackend(exact=True)`` (or ``CRYOFIELD_CUDA_EXACT=1``) compiles its own copies of the kernels (not
+cached, without LTO) with ``fma=False`` added to the options numba-cuda hands to NVVM
+(``numba.cuda.cudadrv.nvvm.compile_ir``, checked to exist): the PTX then has ``mul.rn`` and ``add.rn``,
+which ptxas does not fuse, and the GPU evaluates exactly the CPU's arithmetic. It is for parity checks;
+it is slower.
 
 Precision
 ---------
@@ -32,13 +67,19 @@ by 1 µm, against a float64 discretisation error of 33 µm. On a double freeze-t
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
+import os
+import weakref
 
 import numpy as np
 from numba import cuda, float64
 
 from .. import kernels
+from .. import kernels as K  # layout constants of the packed arrays (Numba freezes them at compile time)
 from .base import Backend, DeviceProblem
+from .cuda_check import simulator
 
 #: Threads per block of the element and node kernels.
 THREADS = 128
@@ -46,68 +87,70 @@ THREADS = 128
 REDUCE_THREADS = 256
 #: Most blocks of the reduction; each thread strides over the rest.
 REDUCE_BLOCKS = 1024
+#: Most prepared launches and step graphs kept (first in, first out).
+MAX_PREPARED, MAX_GRAPHS = 1024, 64
+#: Pinned host buffers the stage coefficients are copied from, in turn (all work is waited for on wrap-around).
+COEF_RING = 64
 
 k = kernels.render(cuda.jit(device=True), f"{__name__}.bodies")
 
 
-@cuda.jit(cache=True)
-def element_flux_kernel(T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux):
+# -- kernels: scalar arguments last (see Launcher) ------------------------------------------------------------------
+def element_flux(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux):
     """flux[e] for one element per thread (:func:`cryofield.kernels.element_flux_at`)."""
     e = cuda.grid(1)
     if e < tets.shape[0]:
-        k.element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux)
+        k.element_flux_at(e, T, tets, edge_coef, elem_mat, mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N], flux)
 
 
-@cuda.jit(cache=True)
-def node_rate_kernel(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-                     fixed, robin_coef, robin_rhs, out):
+def node_rate(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, out, Ta):
     """out_i = dH_i/dt (:func:`cryofield.kernels.node_rate_at`)."""
     i = cuda.grid(1)
     if i < T.shape[0]:
-        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat,
-                                solidus, liquidus, fixed, robin_coef, robin_rhs)
+        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
+                                node_data[K.METABOLIC], Ta, node_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1],
+                                fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS])
 
 
-@cuda.jit(cache=True)
-def node_stage_kernel(T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus, liquidus,
-                      fixed, robin_coef, robin_rhs, L, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, b0, L0, h_T, h_H, h_n,
-                      h_slope):
-    """L_i = dH_i/dt; out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i; T_out_i = T(out_i)."""
+def node_stage(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, coefs, L, out, T_out, Y1, Y2,
+               Y0, L0, Ta, j):
+    """L_i = dH_i/dt; out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i; T_out_i = T(out_i); the
+    coefficients are row ``j`` of the device table ``coefs``."""
     i = cuda.grid(1)
     if i >= T.shape[0]:
         return
-    L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
-                          liquidus, fixed, robin_coef, robin_rhs)
+    L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
+                          node_data[K.METABOLIC], Ta, node_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1], fixed,
+                          node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS])
     # L_i is read back, rounded to the storage precision as the unfused path does; L0 may alias L
-    k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
+    c = coefs[j]
+    k.combine_at(i, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L, c[K.B0], L0, node_mat,
+                 mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
-@cuda.jit(cache=True)
-def temperature_kernel(H, node_mat, h_T, h_H, h_n, h_slope, T):
+def temperature(H, node_mat, mat_f, mat_n, T):
     """T_i = T(H_i)."""
     i = cuda.grid(1)
     if i < H.shape[0]:
-        T[i] = k.temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
+        T[i] = k.temperature_of(H[i], node_mat[i], mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
-@cuda.jit(cache=True)
-def combine_kernel(out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope):
+def combine(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
     """One RKL stage's vector update and T(H) (:func:`cryofield.kernels.combine_at`)."""
     i = cuda.grid(1)
     if i < out.shape[0]:
-        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
+        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, mat_f[K.H_T], mat_f[K.H_H],
+                     mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
-@cuda.jit(cache=True)
-def track_kernel(T_old, T_new, dt, T_min, thresholds, time_below):
+def track(T_old, T_new, T_min, thresholds, time_below, dt):
     """Running minimum and time below each threshold (:func:`cryofield.kernels.track_at`)."""
     i = cuda.grid(1)
     if i < T_new.shape[0]:
         k.track_at(i, T_old, T_new, dt, T_min, thresholds, time_below)
 
 
-@cuda.jit(cache=True)
-def max_abs_difference_kernel(a, b, partial):
+def max_abs_difference(a, b, partial):
     """partial[block] = max |a_i - b_i| over the nodes that the block's threads stride over."""
     cache = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
@@ -126,6 +169,58 @@ def max_abs_difference_kernel(a, b, partial):
         partial[cuda.blockIdx.x] = cache[0]
 
 
+#: The kernels' Python functions, by name.
+KERNEL_FUNCTIONS = {f.__name__: f for f in (element_flux, node_rate, node_stage, temperature, combine, track,
+                                            max_abs_difference)}
+#: The kernels as the backend launches them (disk-cached, FMA contraction as NVVM does by default).
+KERNELS = {name: cuda.jit(cache=True)(f) for name, f in KERNEL_FUNCTIONS.items()}
+_exact_kernels: dict | None = None
+
+
+def exact_kernels() -> dict:
+    """Separate, uncached copies of the kernels for the exact mode (compiled under :func:`no_fma`, without LTO)."""
+    global _exact_kernels
+    if _exact_kernels is None:
+        options = {} if simulator() else {"lto": False}  # LTO would leave the final code generation to nvJitLink
+        _exact_kernels = {name: cuda.jit(cache=False, **options)(f) for name, f in KERNEL_FUNCTIONS.items()}
+    return _exact_kernels
+
+
+def exact_support() -> tuple[bool, str]:
+    """Whether this numba-cuda lets the exact mode turn FMA contraction off, and how (or why not)."""
+    if simulator():
+        return True, "the simulator never contracts a * b + c"
+    try:
+        from numba.cuda import codegen
+        from numba.cuda.cudadrv import nvvm
+    except Exception as exc:
+        return False, f"numba-cuda's NVVM interface is not where it was ({exc})"
+    if getattr(codegen, "nvvm", None) is not nvvm or not callable(getattr(nvvm, "compile_ir", None)):
+        return False, "this numba-cuda does not compile through numba.cuda.cudadrv.nvvm.compile_ir"
+    return True, "NVVM option -fma=0 (mul.rn and add.rn in the PTX)"
+
+
+@contextlib.contextmanager
+def no_fma():
+    """While active, NVVM compiles with ``-fma=0`` unless a kernel asks otherwise (fastmath)."""
+    if simulator():
+        yield
+        return
+    from numba.cuda.cudadrv import nvvm
+
+    original = nvvm.compile_ir
+
+    def compile_ir(llvmir, **options):
+        options.setdefault("fma", False)
+        return original(llvmir, **options)
+
+    nvvm.compile_ir = compile_ir
+    try:
+        yield
+    finally:
+        nvvm.compile_ir = original
+
+
 def device_description() -> str:
     """Name and compute capability of the current CUDA device (the simulator has no name)."""
     device = cuda.get_current_device()
@@ -139,14 +234,218 @@ def _blocks(n: int) -> int:
     return max(1, math.ceil(n / THREADS))
 
 
+def _switch(value: bool | None, variable: str) -> bool:
+    """``value``, or the environment variable ``variable`` ("0" turns off) when None."""
+    if value is not None:
+        return value
+    return os.environ.get(variable, "1") != "0"
+
+
+# -- prepared launches ------------------------------------------------------------------------------------------------
+def prepared_support() -> tuple[bool, str]:
+    """Whether launches can skip numba-cuda's dispatcher after the first one (the internals they use exist)."""
+    if simulator():
+        return False, "the CUDA simulator launches through numba-cuda's dispatcher"
+    try:
+        from cuda.core import LaunchConfig, launch  # noqa: F401
+        from numba.cuda.dispatcher import _Kernel
+    except Exception as exc:
+        return False, f"numba-cuda's launch internals are not where they were ({exc}); every launch is dispatched"
+    if not all(hasattr(_Kernel, attr) for attr in ("_prepare_args", "launch")):
+        return False, "this numba-cuda's kernels have no _prepare_args; every launch is dispatched"
+    return True, "each kernel's arguments are marshalled once per set of arrays (numba-cuda's _prepare_args)"
+
+
+class _Prepared:
+    """One kernel with one set of arrays: the marshalled argument list, the cuda.core kernel and its config."""
+
+    __slots__ = ("flat", "convert", "kernel", "config")
+
+    def __init__(self, flat: list, convert: tuple, kernel, config):
+        self.flat, self.convert, self.kernel, self.config = flat, convert, kernel, config
+
+
+class Launcher:
+    """Launches ``kernel[blocks, threads](*arrays, *scalars)``, preparing the arguments once per set of arrays.
+
+    ``arrays`` are backend arrays that keep their device address while they live; ``scalars`` (the
+    kernels' trailing arguments) are converted on every call. See the module docstring.
+    """
+
+    def __init__(self, prepared: bool = True, exact: bool = False):
+        supported, why = prepared_support()
+        self.prepared, self.why = (supported, why) if prepared else (False, "turned off")
+        self.exact = exact
+        self._entries: dict = {}
+        if self.prepared:
+            from cuda.core import LaunchConfig, Stream, launch
+            from numba.cuda._compat import CUDA_CORE_GE_1_0
+
+            self._core_launch, self._stream = launch, Stream.from_handle(0)  # numba-cuda's default stream
+            self._config_class, self._cooperative = LaunchConfig, ("is_cooperative" if CUDA_CORE_GE_1_0
+                                                                   else "cooperative_launch")
+
+    def __call__(self, kernel, blocks: int, threads: int, arrays: tuple, scalars: tuple = (), target=None) -> None:
+        """Launch on the default stream, or into ``target`` (a ``cuda.core`` GraphBuilder being captured)."""
+        if self.prepared:
+            entry = self._entries.get((id(kernel), blocks, threads, *map(id, arrays)))
+            if entry is not None:
+                try:
+                    self._core_launch(target or self._stream, entry.config, entry.kernel, *entry.flat,
+                                      *[convert(x) for convert, x in zip(entry.convert, scalars)])
+                    return
+                except Exception as exc:
+                    if target is not None:
+                        raise
+                    self.prepared, self.why = False, f"a prepared launch failed ({type(exc).__name__}: {exc})"
+                    self._entries.clear()
+        if target is not None:
+            raise RuntimeError("a launch that is not prepared cannot be captured into a graph")
+        with no_fma() if self.exact else contextlib.nullcontext():
+            kernel[blocks, threads](*arrays, *scalars)
+        if self.prepared:
+            self._prepare(kernel, blocks, threads, arrays, scalars)
+
+    def _config(self, blocks: int, threads: int):
+        return self._config_class(grid=(blocks, 1, 1), block=(threads, 1, 1), shmem_size=0,
+                                  **{self._cooperative: False})
+
+    def _prepare(self, kernel, blocks: int, threads: int, arrays: tuple, scalars: tuple) -> None:
+        try:
+            entry = _prepare(kernel, arrays, scalars, self._config(blocks, threads))
+        except Exception as exc:  # an internal changed: stay on the dispatcher, say why
+            self.prepared, self.why = False, f"preparing a launch failed ({type(exc).__name__}: {exc})"
+            return
+        if entry is None:
+            return
+        key = (id(kernel), blocks, threads, *map(id, arrays))
+        if len(self._entries) >= MAX_PREPARED:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = entry
+        for array in arrays:  # a freed array's id may be reused: drop the entry first
+            weakref.finalize(array, self._entries.pop, key, None)
+
+    def launches(self) -> int:
+        """Prepared launches held."""
+        return len(self._entries)
+
+
+def _prepare(kernel, arrays: tuple, scalars: tuple, config) -> _Prepared | None:
+    """The prepared launch of ``kernel`` on ``arrays`` (its overload already compiled), or None when this
+    kernel cannot be launched that way (debug, cooperative, extensions, host arrays)."""
+    argtypes = tuple(kernel.typeof_pyval(a) for a in (*arrays, *scalars))
+    overload = kernel.overloads.get(argtypes)
+    if overload is None or overload.debug or overload.cooperative or overload.extensions \
+            or getattr(overload, "launch_config_sensitive", False) or getattr(kernel, "_launch_config_sensitive",
+                                                                              False):
+        return None
+    flat, retr, convert = [], [], []
+    types = overload.argument_types
+    for ty, value in zip(types[:len(arrays)], arrays):
+        overload._prepare_args(ty, value, 0, retr, flat)
+    for ty, value in zip(types[len(arrays):], scalars):
+        one: list = []
+        overload._prepare_args(ty, value, 0, retr, one)
+        if len(one) != 1 or not isinstance(one[0], ctypes._SimpleCData):
+            return None
+        convert.append(type(one[0]))
+    if retr:  # something would be copied back after the launch: not a device array
+        return None
+    return _Prepared(flat, tuple(convert), overload._codelibrary.get_cufunc().kernel, config)
+
+
+# -- step graphs ------------------------------------------------------------------------------------------------------
+def graph_support() -> tuple[bool, str]:
+    """Whether numba-cuda can capture launches into a CUDA graph here (cuda.core's GraphBuilder)."""
+    if simulator():
+        return False, "the CUDA simulator has no graphs"
+    ok, why = prepared_support()
+    if not ok:
+        return False, f"graphs need prepared launches: {why}"
+    try:
+        from cuda.core import Device
+
+        if not hasattr(Device, "create_graph_builder"):
+            raise AttributeError("cuda.core.Device has no create_graph_builder")
+    except Exception as exc:
+        return False, f"cuda.core has no graph builder ({exc})"
+    return True, "one CUDA graph per RKL2 step (stage count and buffers), replayed with one launch"
+
+
+class StepGraphs:
+    """CUDA graphs of whole RKL2 steps, keyed by the problem, the coefficient table and every stage's buffers.
+
+    A step's launches are captured the second time the same key comes round; a key's graph is dropped
+    when one of its arrays is freed. The first graph is checked against plain launches before use.
+    """
+
+    def __init__(self, enabled: bool = True):
+        supported, why = graph_support()
+        self.enabled, self.why = (supported, why) if enabled else (False, "turned off")
+        self.checked = False
+        self._graphs: dict = {}
+        self._seen: dict = {}
+        self.built = self.replayed = 0
+
+    def get(self, key):
+        graph = self._graphs.get(key)
+        if graph is not None:
+            self.replayed += 1
+        return graph
+
+    def second_sighting(self, key) -> bool:
+        """Count ``key``; True the second time it is seen (time to capture its graph)."""
+        if len(self._seen) > 8 * MAX_GRAPHS:
+            self._seen.clear()
+        self._seen[key] = self._seen.get(key, 0) + 1
+        return self._seen[key] == 2
+
+    def add(self, key, graph, arrays) -> None:
+        if len(self._graphs) >= MAX_GRAPHS:
+            self._graphs.pop(next(iter(self._graphs)))
+        self._graphs[key] = graph
+        self.built += 1
+        for array in arrays:
+            weakref.finalize(array, self._graphs.pop, key, None)
+
+    def disable(self, why: str) -> None:
+        self.enabled, self.why = False, why
+        self._graphs.clear()
+
+
+# -- the backend ------------------------------------------------------------------------------------------------------
 class CudaBackend(Backend):
-    """Numba-CUDA kernels on the current GPU; arrays are device arrays (see the module docstring)."""
+    """Numba-CUDA kernels on the current GPU; arrays are device arrays (see the module docstring).
+
+    Parameters
+    ----------
+    prepared, graphs
+        Prepared launches and step graphs (default: on where supported, unless ``CRYOFIELD_CUDA_PREPARED=0``
+        or ``CRYOFIELD_CUDA_GRAPHS=0``).
+    exact
+        FMA contraction off, so the GPU evaluates the CPU's arithmetic exactly (default: ``CRYOFIELD_CUDA_EXACT=1``).
+    """
 
     name = "cuda"
 
-    def __init__(self) -> None:
+    def __init__(self, prepared: bool | None = None, graphs: bool | None = None, exact: bool | None = None):
+        exact = os.environ.get("CRYOFIELD_CUDA_EXACT") == "1" if exact is None else exact
+        if exact:
+            ok, why = exact_support()
+            if not ok:
+                from ..errors import BackendUnavailable
+
+                raise BackendUnavailable(f"the exact (FMA off) mode cannot run here: {why}", key="solver.backend")
+        self.exact = exact
+        self._k = exact_kernels() if exact else KERNELS
+        self._launch = Launcher(_switch(prepared, "CRYOFIELD_CUDA_PREPARED"), exact)
+        self._graphs = StepGraphs(_switch(graphs, "CRYOFIELD_CUDA_GRAPHS"))
+        if self._graphs.enabled and not self._launch.prepared:
+            self._graphs.disable(f"graphs need prepared launches, which are off ({self._launch.why})")
         self._partial = cuda.device_array(REDUCE_BLOCKS, np.float64)
         self._partial_host = cuda.pinned_array(REDUCE_BLOCKS, np.float64)
+        self._coefs: dict = {}  # dtype -> (device table, pinned ring)
+        self._ring = 0
 
     @property
     def device_name(self) -> str:
@@ -161,41 +460,144 @@ class CudaBackend(Backend):
     def empty(self, shape, dtype):
         return cuda.device_array(shape, dtype=dtype)
 
+    def update(self, array, host):
+        array.copy_to_device(np.ascontiguousarray(host, dtype=array.dtype))
+
     def synchronize(self) -> None:
         cuda.synchronize()
 
+    def diagnostics(self) -> dict:
+        if simulator():
+            exact = "not contracted (the simulator rounds every product)"
+        elif self.exact:
+            exact = f"off (exact mode: {exact_support()[1]})"
+        else:
+            exact = "contracted into FMA (NVVM default; CudaBackend(exact=True) turns it off)"
+        graphs = self._graphs
+        return super().diagnostics() | {
+            "prepared_launches": "on: " + self._launch.why if self._launch.prepared else "off: " + self._launch.why,
+            "step_graphs": (f"on: {graphs.why}; {graphs.built} built, {graphs.replayed} replays" if graphs.enabled
+                            else "off: " + graphs.why),
+            "fma": exact,
+        }
+
+    # -- kernels ------------------------------------------------------------------------------------------------------
     def temperature(self, dp: DeviceProblem, H, T):
-        temperature_kernel[_blocks(dp.n_nodes), THREADS](H, dp.node_mat, dp.h_T, dp.h_H, dp.h_n, dp.h_slope, T)
+        self._launch(self._k["temperature"], _blocks(dp.n_nodes), THREADS, (H, dp.node_mat, dp.mat_f, dp.mat_n, T))
 
     def apply_operator(self, dp: DeviceProblem, T, out):
         self._element_flux(dp, T)
-        node_rate_kernel[_blocks(dp.n_nodes), THREADS](
-            T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic, dp.arterial_temperature,
-            dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef, dp.robin_rhs, out)
+        self._launch(self._k["node_rate"], _blocks(dp.n_nodes), THREADS,
+                     (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, out),
+                     (dp.arterial_temperature,))
 
     def combine(self, dp: DeviceProblem, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        combine_kernel[_blocks(dp.n_nodes), THREADS](out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, dp.node_mat,
-                                                     dp.h_T, dp.h_H, dp.h_n, dp.h_slope)
+        self._launch(self._k["combine"], _blocks(dp.n_nodes), THREADS,
+                     (out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n), (a1, a2, a0, b1, b0))
 
     def stage(self, dp: DeviceProblem, T, L, out, T_out, coefs, Y1, Y2, Y0, L0):
-        a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        self._element_flux(dp, T)
-        node_stage_kernel[_blocks(dp.n_nodes), THREADS](
-            T, dp.flux, dp.node_ptr, dp.node_slot, dp.lumped, dp.perfusion, dp.metabolic, dp.arterial_temperature,
-            dp.node_mat, dp.solidus, dp.liquidus, dp.fixed, dp.robin_coef, dp.robin_rhs, L, out, T_out, a1, Y1, a2,
-            Y2, a0, Y0, b1, b0, L0, dp.h_T, dp.h_H, dp.h_n, dp.h_slope)
+        table = np.zeros((2, 5))
+        table[1] = coefs
+        self._stages(dp, self._upload_coefficients(table, out.dtype), [(T, L, out, T_out, Y1, Y2, Y0, L0)])
+
+    def rkl2_stages(self, dp: DeviceProblem, table, stages):
+        coefs = self._upload_coefficients(table, stages[0][2].dtype)
+        graphs = self._graphs
+        if not graphs.enabled:
+            self._stages(dp, coefs, stages)
+            return
+        key = (id(dp), id(coefs), *(id(a) for stage in stages for a in stage))
+        graph = graphs.get(key)
+        if graph is not None:
+            graph.launch(self._launch._stream)
+            return
+        self._stages(dp, coefs, stages)
+        if graphs.second_sighting(key):
+            self._capture(key, dp, coefs, stages)
 
     def max_abs_difference(self, a, b):
         blocks = min(REDUCE_BLOCKS, max(1, math.ceil(a.shape[0] / REDUCE_THREADS)))
-        max_abs_difference_kernel[blocks, REDUCE_THREADS](a, b, self._partial)
-        self._partial.copy_to_host(self._partial_host)
+        self._launch(self._k["max_abs_difference"], blocks, REDUCE_THREADS, (a, b, self._partial))
+        if self._launch.prepared:  # synchronous: waits for the step's kernels
+            from numba.cuda.cudadrv.driver import driver
+
+            driver.cuMemcpyDtoH(self._partial_host.ctypes.data, self._partial.device_ctypes_pointer.value, blocks * 8)
+        else:
+            self._partial.copy_to_host(self._partial_host)
         return float(self._partial_host[:blocks].max())
 
     def track(self, T_old, T_new, dt, T_min, thresholds, time_below):
-        track_kernel[_blocks(T_new.shape[0]), THREADS](T_old, T_new, T_new.dtype.type(dt), T_min, thresholds,
-                                                       time_below)
+        self._launch(self._k["track"], _blocks(T_new.shape[0]), THREADS, (T_old, T_new, T_min, thresholds, time_below),
+                     (T_new.dtype.type(dt),))
 
-    def _element_flux(self, dp: DeviceProblem, T) -> None:
-        element_flux_kernel[_blocks(dp.n_elems), THREADS](T, dp.tets, dp.edge_coef, dp.elem_mat, dp.k_T, dp.k_k,
-                                                          dp.k_n, dp.flux)
+    # -- internals ----------------------------------------------------------------------------------------------------
+    def _element_flux(self, dp: DeviceProblem, T, target=None) -> None:
+        self._launch(self._k["element_flux"], _blocks(dp.n_elems), THREADS,
+                     (T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux), target=target)
+
+    def _stages(self, dp: DeviceProblem, coefs, stages, target=None) -> None:
+        """The launches of ``stages`` (stage j reads row j of ``coefs``), or their capture into ``target``."""
+        node_stage_kernel, blocks = self._k["node_stage"], _blocks(dp.n_nodes)
+        for j, (T, L, out, T_out, Y1, Y2, Y0, L0) in enumerate(stages, start=1):
+            self._element_flux(dp, T, target)
+            self._launch(node_stage_kernel, blocks, THREADS,
+                         (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
+                          dp.mat_n, coefs, L, out, T_out, Y1, Y2, Y0, L0), (dp.arterial_temperature, j), target)
+
+    def _upload_coefficients(self, table: np.ndarray, dtype: np.dtype):
+        """Copy ``table`` (rows of stage coefficients) into the device table for ``dtype``; returns that table.
+
+        The copy is queued on the default stream from a pinned buffer, so it lands after the kernels
+        before it have read the previous table; a ring of pinned buffers lets the host run ahead.
+        """
+        dtype = np.dtype(dtype)
+        rows = table.shape[0]
+        device, ring = self._coefs.get(dtype, (None, None))
+        if device is None or device.shape[0] < rows:
+            capacity = max(64, 2 ** math.ceil(math.log2(rows)))
+            device = cuda.device_array((capacity, 5), dtype)
+            ring = [cuda.pinned_array((capacity, 5), dtype) for _ in range(COEF_RING)]
+            self._coefs[dtype] = device, ring
+        self._ring = (self._ring + 1) % COEF_RING
+        if self._ring == 0:
+            cuda.synchronize()  # every pinned buffer is free again
+        host = ring[self._ring]
+        host[:rows] = table
+        if self._launch.prepared:  # numba-cuda's driver wrapper raises on error; 0: the default stream
+            from numba.cuda.cudadrv.driver import driver
+
+            driver.cuMemcpyHtoDAsync(device.device_ctypes_pointer.value, host.ctypes.data, rows * 5 * dtype.itemsize,
+                                     0)
+        else:
+            device.copy_to_device(host)
+        return device
+
+    def _capture(self, key, dp: DeviceProblem, coefs, stages) -> None:
+        """Capture the launches of ``stages`` into a CUDA graph (the step has just run with plain launches)."""
+        graphs = self._graphs
+        try:
+            from cuda.core import Device
+
+            device = Device(cuda.get_current_device().id)
+            device.set_current()
+            builder = device.create_graph_builder()
+            builder.begin_building()
+            try:
+                self._stages(dp, coefs, stages, target=builder)
+            finally:
+                builder.end_building()
+            graph = builder.complete()
+            if not graphs.checked:
+                out, T_out = stages[-1][2], stages[-1][3]
+                expected = out.copy_to_host(), T_out.copy_to_host()
+                graph.launch(self._launch._stream)
+                got = out.copy_to_host(), T_out.copy_to_host()
+                if not all(np.array_equal(a, b) for a, b in zip(expected, got)):
+                    graphs.disable("a captured step gave other numbers than its plain launches")
+                    return
+                graphs.checked = True
+        except Exception as exc:
+            graphs.disable(f"capturing a step failed ({type(exc).__name__}: {exc})")
+            return
+        graphs.add(key, graph, [dp, coefs, *{id(a): a for stage in stages for a in stage}.values()])

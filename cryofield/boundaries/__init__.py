@@ -4,9 +4,10 @@ Two kinds of place use them (docs/physics.md §2, §5):
 
 * ``probes[*].model``: a probe surface driven by the protocol (cold in a freeze, insulated in a passive
   thaw, warm in an active thaw). Built in: ``fixed`` (held at the phase's temperature), ``convective``
-  (Robin exchange with the cryogen).
+  (Robin exchange at the phase's temperature), ``cryogen`` (Robin exchange with a cryogen preset) and
+  ``controlled`` (a thermocouple and a PI controller on the cryogen flow), in :mod:`.devices`.
 * ``boundaries[*].type``: a surface condition in force all the time. Built in: ``fixed``, ``insulated``,
-  ``convection``, ``flux``.
+  ``convection``, ``flux``; ``warmer`` (a skin warmer) and ``vessel`` (an artery's lumen wall).
 
 A model is a subclass of :class:`BoundaryModel` decorated with :func:`register`. It owns
 
@@ -24,7 +25,7 @@ a model defined elsewhere (a plug-in, a test) registers itself the same way when
 Examples
 --------
 >>> sorted(kind for role, kind in MODELS if role == "surface")
-['convection', 'fixed', 'flux', 'insulated']
+['convection', 'fixed', 'flux', 'insulated', 'vessel', 'warmer']
 >>> parse_params("probe", "convective", {"heat_transfer_coefficient": 2500}).heat_transfer_coefficient
 2500.0
 """
@@ -35,7 +36,7 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -49,9 +50,9 @@ Role = Literal["probe", "surface"]
 
 
 class Params(BaseModel):
-    """Base of every model's schema: unknown keys are errors, values are checked on assignment."""
+    """Base of every model's schema: unknown keys are errors, numbers finite, values checked on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 @dataclass
@@ -80,11 +81,39 @@ class Surface:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What a model may know of the problem beyond its surface, given when it is built (all optional).
+
+    ``name``: the probe's name (or the surface's, for a boundary); ``points`` (N, 3, metres) and ``tets``
+    (E, 4) of the mesh the solver runs on; ``metadata``: the mesh's metadata (metres; probe poses,
+    centrelines, sections); ``length_scale``: metres per unit of the case's mesh lengths (a point a case
+    gives in ``mesh.units``); ``key``: the model's place in the case (``probes.0``), for messages.
+    """
+
+    name: str = ""
+    points: np.ndarray | None = None
+    tets: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+    length_scale: float = 1.0
+    key: str = ""
+
+
+def _no_reader(nodes: np.ndarray) -> np.ndarray:
+    raise RuntimeError("no temperatures to read here")
+
+
+@dataclass(frozen=True)
 class SolverView:
-    """What :meth:`BoundaryModel.update` may read of the running solution."""
+    """What :meth:`BoundaryModel.update` may read of the running solution.
+
+    ``temperature`` is the whole nodal field (a host copy), filled only when a model sets
+    ``reads_temperature``; ``temperature_at(nodes)`` reads just the nodes a model needs (a sensor, its
+    surface), which is what models should prefer.
+    """
 
     t: float  # simulated time (s)
     temperature: np.ndarray  # (N,) nodal temperature (°C), host copy
+    temperature_at: Callable[[np.ndarray], np.ndarray] = _no_reader  # nodes -> their temperatures (°C), float64
 
 
 class BoundaryModel(ABC):
@@ -96,6 +125,8 @@ class BoundaryModel(ABC):
         The validated ``Params`` of this surface.
     surface
         Where the model acts.
+    context
+        The rest of the problem a model may need (a sensor point's element, the probe's pose): :class:`Context`.
     """
 
     kind: ClassVar[str]
@@ -103,9 +134,12 @@ class BoundaryModel(ABC):
     Params: ClassVar[type[Params]] = Params
     #: Whether :meth:`update` needs the nodal temperature (a host copy each step; False spares it).
     reads_temperature: ClassVar[bool] = False
+    #: Whether the model may act on an interior surface (between two tetrahedra, e.g. a vessel wall inside
+    #: the tissue); a plain boundary condition may not, it would cut the heat flow there in two.
+    allows_interior: ClassVar[bool] = False
 
-    def __init__(self, params: Params, surface: Surface):
-        self.params, self.surface = params, surface
+    def __init__(self, params: Params, surface: Surface, context: Context | None = None):
+        self.params, self.surface, self.context = params, surface, context or Context(surface.name)
 
     @abstractmethod
     def assemble(self, state: BoundaryState, phase: Phase | None, t: float) -> None:
@@ -118,6 +152,26 @@ class BoundaryModel(ABC):
     def stability_conductance(self) -> np.ndarray:
         """(P,) the largest h*A (W/K) this model can put on each of its nodes, at any time."""
         return np.zeros(len(self.surface.nodes))
+
+    def records(self) -> dict[str, np.ndarray]:
+        """Time series the model kept (a controller's u(t), a heater's power), arrays of equal length with
+        ``time`` first; written to the result under ``/devices/NAME``. Nothing by default."""
+        return {}
+
+    def summary(self) -> dict:
+        """A few figures of the run for the JSON summary (``devices``); nothing by default."""
+        return {}
+
+    def state(self) -> dict[str, float | np.ndarray]:
+        """The model's internal state (a controller's integral, a cartridge's charge), for checkpoints.
+
+        A model whose :meth:`update` keeps state returns it here and takes it back in :meth:`restore`, so
+        that a resumed run continues exactly as the interrupted one would have.
+        """
+        return {}
+
+    def restore(self, state: dict[str, float | np.ndarray]) -> None:
+        """Take back what :meth:`state` returned."""
 
 
 #: (role, kind) -> model class.
@@ -157,9 +211,9 @@ def parse_params(role: Role, kind: str, values: dict) -> Params:
         raise PydanticCustomError("boundary_model", "{message}", {"message": message, "key": key}) from None
 
 
-def build(role: Role, kind: str, params: Params, surface: Surface) -> BoundaryModel:
+def build(role: Role, kind: str, params: Params, surface: Surface, context: Context | None = None) -> BoundaryModel:
     """An instance of the registered model."""
-    return MODELS[(role, kind)](params, surface)
+    return MODELS[(role, kind)](params, surface, context)
 
 
 class BoundarySet:
@@ -183,14 +237,33 @@ class BoundarySet:
             model.assemble(state, phase, t)
         return state
 
-    def update(self, t: float, temperature: Callable[[], np.ndarray]) -> bool:
+    def update(self, t: float, temperature: Callable[[], np.ndarray],
+               temperature_at: Callable[[np.ndarray], np.ndarray] | None = None) -> bool:
         """Call every model's :meth:`~BoundaryModel.update`; True when any assembled term changed.
 
-        ``temperature`` returns the nodal temperature (host copy), called only when a model reads it.
+        ``temperature`` returns the nodal temperature (host copy), called only when a model reads it;
+        ``temperature_at(nodes)`` those of a few nodes (by default taken from ``temperature()``).
         """
         needs = any(model.reads_temperature for model in self.models)
-        view = SolverView(t, temperature() if needs else np.empty(0))
+        field_now = temperature() if needs else np.empty(0)
+        if temperature_at is None:
+            def temperature_at(nodes: np.ndarray) -> np.ndarray:
+                return (field_now if needs else temperature())[nodes]
+        view = SolverView(t, field_now, temperature_at)
         return any([model.update(view) for model in self.models])  # a list: every model updates
+
+    def devices(self) -> list[BoundaryModel]:
+        """The models that keep :meth:`~BoundaryModel.records` (controllers, heaters), in order."""
+        return [model for model in self.models if type(model).records is not BoundaryModel.records]
+
+    def model_states(self) -> list[dict]:
+        """Every model's :meth:`~BoundaryModel.state`, in order."""
+        return [model.state() for model in self.models]
+
+    def restore_models(self, states: list[dict]) -> None:
+        """Give every model back its state (from :meth:`state`)."""
+        for model, state in zip(self.models, states, strict=True):
+            model.restore(state)
 
     def stability_conductance(self) -> np.ndarray:
         """(N,) the largest h*A (W/K) all models together can put on each node."""

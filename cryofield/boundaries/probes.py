@@ -2,7 +2,9 @@
 
 The protocol phase gives the set point (docs/physics.md §5): a freeze's cryogen temperature, an active
 thaw's warming temperature, a hold's temperature; in a passive thaw (set point None) and in the basal
-state the probe is off and its surface insulated.
+state the probe is off and its surface insulated. An active thaw given a heater ``power`` instead puts
+that power through the active surface (a flux spread by area), whatever the model. The device models
+(cryogen presets, a thermocouple controller, skin warmer, vessel) are in :mod:`.devices`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from . import BoundaryModel, BoundaryState, Params, register
 
 
 def set_point(phase) -> float | None:
-    """The probe temperature the phase drives (°C), or None when the probe is off."""
+    """The probe temperature the phase drives (°C), or None when the probe is off (or heated at a power)."""
     return None if phase is None else phase.probe_temperature
+
+
+def heater_power(phase) -> float | None:
+    """The heater power (W) an active-thaw phase runs the probe at, or None."""
+    return None if phase is None else getattr(phase, "power", None)
+
+
+def add_heat(state: BoundaryState, surface, power: float) -> None:
+    """``power`` (W) into the tissue through ``surface``, spread over it in proportion to area (a flux)."""
+    state.robin_rhs[surface.nodes] += power * surface.area / surface.area.sum()
 
 
 @register
@@ -29,6 +41,8 @@ class FixedProbe(BoundaryModel):
         if target is not None:
             state.fixed[self.surface.nodes] = True
             state.fixed_temperature[self.surface.nodes] = target
+        elif heater_power(phase) is not None:
+            add_heat(state, self.surface, heater_power(phase))
 
 
 @register
@@ -46,6 +60,8 @@ class ConvectiveProbe(BoundaryModel):
             hA = self.params.heat_transfer_coefficient * self.surface.area
             state.robin_coef[self.surface.nodes] += hA
             state.robin_rhs[self.surface.nodes] += hA * target
+        elif heater_power(phase) is not None:
+            add_heat(state, self.surface, heater_power(phase))
 
     def stability_conductance(self) -> np.ndarray:
         return self.params.heat_transfer_coefficient * self.surface.area

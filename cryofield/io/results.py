@@ -2,8 +2,8 @@
 
 Layout (all SI, temperatures °C)::
 
-    /                     attrs: format, format_version, cryofield_version, case_name, backend, device,
-                                 precision, scheme, complete (set last)
+    /                     attrs: format, format_version, cryofield_version, case_name, run_id, backend,
+                                 device, precision, scheme, complete (set last)
     /case                 the validated case as YAML, defaults filled in
     /case_source          the case file as the user wrote it
     /mesh                 attrs: metadata (JSON: probe poses, centerlines, landmarks; see Mesh.metadata)
@@ -19,15 +19,20 @@ Layout (all SI, temperatures °C)::
     /metrics/region_min_temperature (M, R)  /metrics/volume_below (M, L, R) m³, attrs levels
     /protocol             table of phases: kind, start, end, probe temperature (NaN when insulated)
     /timings              attrs: seconds per stage of the run and throughput counters
+    /fields/damage_fraction (N,)            the threshold damage fraction (docs/physics.md §4)
+    /devices/NAME/SERIES  (K,) a device model's records after every step (a controller's time, sensor_C,
+                                 set_point_C, flow, ...), attrs: model, surface, summary (JSON)
+    /clinical/NERVE/KEY   a nerve's profile along its centreline: s_mm, coldest_C, warmest_C, grade,
+                                 whole_section_grade, time_below_injury_s
 
-The file is written under a temporary name and renamed when complete, so a crash never leaves a file
-that looks finished.
+The file is written in the run's staging directory and published with the rest of its result set
+(:mod:`cryofield.io.resultset`); ``complete`` is set last, so a file cut short never looks finished, and
+``run_id`` ties it to its set's manifest, which :func:`read_result` checks when there is one beside it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ import h5py
 import numpy as np
 
 from ..roles import RoleTable
+from .resultset import check_file
 
 FORMAT = "cryofield-result"
 FORMAT_VERSION = 2  # 2: the /roles table
@@ -47,12 +53,12 @@ def result_paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 class ResultWriter:
-    """Writes one run's HDF5 file incrementally; :meth:`finish` makes it visible under its real name."""
+    """Writes one run's HDF5 file incrementally at ``path`` (a new file: never truncates an existing one);
+    :meth:`finish` marks it complete."""
 
     def __init__(self, path: Path, attrs: dict[str, Any]):
         self.path = Path(path)
-        self.partial = self.path.with_name(f".{self.path.name}.partial")
-        self.file = h5py.File(self.partial, "w")
+        self.file = h5py.File(self.path, "x")
         self.file.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, **attrs})
         self.n_snapshots = 0
         self.snapshot_times: list[float] = []
@@ -90,6 +96,13 @@ class ResultWriter:
         self.n_snapshots += 1
         self.file.flush()
 
+    def snapshots_so_far(self) -> dict[str, np.ndarray]:
+        """Every snapshot written so far: ``time`` (S,), ``phase`` (S,) and ``field_NAME`` (S, N) per field."""
+        out = {"time": np.array(self.snapshot_times, float), "phase": np.array(self.snapshot_phases, np.int32)}
+        for name, group in (self.file["snapshots"].items() if "snapshots" in self.file else []):
+            out[f"field_{name}"] = np.array([group[f"{i:06d}"][()] for i in range(self.n_snapshots)])
+        return out
+
     def write_arrays(self, group: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
         g = self.file.require_group(group)
         for name, values in arrays.items():
@@ -97,21 +110,20 @@ class ResultWriter:
         g.attrs.update(attrs or {})
 
     def finish(self, attrs: dict[str, Any]) -> Path:
-        """Write the snapshot index and final attributes, mark complete, close and rename."""
+        """Write the snapshot index and final attributes, mark complete and close."""
         self.write_arrays("snapshots", {"time": np.array(self.snapshot_times),
                                         "phase": np.array(self.snapshot_phases, np.int32)})
         self.file.attrs.update(attrs)
         self.file.attrs["complete"] = True
         self.file.close()
-        os.replace(self.partial, self.path)
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the partial file."""
+        """Close and delete the unfinished file."""
         try:
             self.file.close()
         finally:
-            self.partial.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -134,6 +146,8 @@ class Result:
     case_yaml: str
     metadata: dict
     roles: RoleTable
+    #: The manifest of the result set the file belongs to, None for a file on its own.
+    manifest: dict | None = None
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
         with h5py.File(self.path, "r") as f:
@@ -141,11 +155,18 @@ class Result:
 
 
 def read_result(path: str | Path) -> Result:
-    """Read a complete result file (refuses partial or foreign files)."""
+    """Read a complete result file (refuses partial or foreign files).
+
+    When the file's result-set manifest is beside it (``NAME.manifest.json``), the file must be the one
+    it names (run id, size, SHA-256): see :func:`cryofield.io.resultset.check_file`, whose
+    :class:`~cryofield.io.resultset.ResultSetError` (a ValueError) says what does not match.
+    """
     path = Path(path)
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
             raise ValueError(f"{path} is not a complete cryofield result")
+        run_id = f.attrs.get("run_id")
+        manifest = check_file(path, None if run_id is None else str(run_id))
         if "roles" not in f or "roles" not in f["roles"].attrs:
             raise ValueError(f"{path} was written by an older cryofield (format version "
                              f"{f.attrs.get('format_version')}, without the /roles table); "
@@ -163,5 +184,5 @@ def read_result(path: str | Path) -> Result:
             fields={k: v[()] for k, v in f["fields"].items()},
             metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
             case_yaml=f["case"][()].decode(), metadata=json.loads(m.attrs.get("metadata", "{}")),
-            roles=roles,
+            roles=roles, manifest=manifest,
         )

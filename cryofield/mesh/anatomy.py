@@ -21,7 +21,8 @@ The deep boundary ``z = D`` is the inner table of the bone at the EOP (``D = ski
 thickness``); below the SNL it is the deep surface of the semispinalis layer, where the GON winds round
 the obliquus capitis inferior.
 
-Nerves and the occipital artery are tubes of constant diameter along smooth (C1 cubic) curves through
+Nerves and the occipital artery are tubes of constant cross-section (round; the GON's an ellipse, a
+flattened band with its long axis parallel to the skin) along smooth (C1 cubic) curves through
 published landmarks (the defaults of :class:`~cryofield.meshspec.Anatomy`, each tagged as in docs/physics.md:
 [R] read in the named source, [M] recalled, [D] derived here). Depths the sources do not give are put on
 the tissue interface the landmark names (e.g. "pierces the trapezius": on the trapezius' superficial
@@ -51,10 +52,13 @@ LONG_NAMES = {"gon": "greater occipital nerve", "ton": "third occipital nerve", 
 
 @dataclass(frozen=True)
 class Course:
-    """A tube of constant radius along a cubic B-spline (mm); the same curve Gmsh sweeps.
+    """A tube of constant cross-section along a cubic B-spline (mm); the same curve Gmsh sweeps.
 
     ``knots`` is the full knot vector, ``poles`` the (n, 3) control points. The parameter is the
-    cumulative chord length through the points the course was built from.
+    cumulative chord length through the points the course was built from. The cross-section is a circle
+    of ``radius``, or, with ``minor``, an ellipse of semi-axes ``radius`` (the long one) and ``minor``
+    whose long axis lies parallel to the skin, turned ``roll`` degrees about the curve
+    (:meth:`section_axes`); ``radius`` always bounds the section.
     """
 
     name: str
@@ -62,10 +66,91 @@ class Course:
     knots: np.ndarray
     poles: np.ndarray
     stations: dict[str, float]  # landmark name -> curve parameter
+    minor: float | None = None
+    roll: float = 0.0
+
+    @property
+    def semi_axes(self) -> tuple[float, float]:
+        """(long, short) semi-axes of the cross-section (mm)."""
+        return self.radius, self.radius if self.minor is None else self.minor
+
+    @property
+    def is_round(self) -> bool:
+        return self.minor is None or abs(self.minor - self.radius) < 1e-9 * self.radius
+
+    @property
+    def area(self) -> float:
+        """Cross-section area (mm²)."""
+        a, b = self.semi_axes
+        return float(np.pi * a * b)
+
+    def section_axes(self, u: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unit tangent, long axis and short axis of the cross-section at ``u`` (each (3,) or (n, 3)).
+
+        The long axis is horizontal (parallel to the skin plane ``z = 0``) and normal to the curve, turned
+        ``roll`` degrees about the tangent; the short axis completes the frame (pointing into the depth
+        when ``roll`` is 0).
+        """
+        u = np.asarray(u, float)
+        d = self.spline.derivative()(u)
+        t = d / np.linalg.norm(d, axis=-1, keepdims=True)
+        long = np.cross([0.0, 0.0, 1.0], t)
+        steep = np.linalg.norm(long, axis=-1, keepdims=True) < 0.1  # the course runs (nearly) into the depth
+        long = np.where(steep, np.cross([1.0, 0.0, 0.0], t), long)
+        long /= np.linalg.norm(long, axis=-1, keepdims=True)
+        short = np.cross(t, long)
+        angle = np.radians(self.roll)
+        long, short = np.cos(angle) * long + np.sin(angle) * short, -np.sin(angle) * long + np.cos(angle) * short
+        return t, long, short
+
+    def support(self, u: float | np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """How far (mm) the cross-section at ``u`` reaches from the curve in ``direction`` (its support function).
+
+        ``direction`` is a unit vector (or one per ``u``); its component along the curve is ignored.
+        """
+        _, long, short = self.section_axes(u)
+        a, b = self.semi_axes
+        d = np.asarray(direction, float)
+        return np.hypot(a * np.sum(long * d, axis=-1), b * np.sum(short * d, axis=-1))
+
+    def surface_gap(self, points: np.ndarray, step: float = 0.1, keep=None) -> float:
+        """Smallest distance (mm) from ``points`` (m, 3) to the tube's surface, negative when one is inside it.
+
+        A round tube: the distance to the sampled centreline less the radius. An elliptical one: the
+        distance to its surface sampled every ``step`` mm along and every 5° around, negative for points
+        whose position in the nearest cross-section lies inside the ellipse. ``keep`` (centreline points ->
+        bool mask) leaves out the parts of the course that are not modelled (outside the box).
+        """
+        from scipy.spatial import cKDTree
+
+        points = np.asarray(points, float)
+        u = self.sample_parameters(step)
+        if keep is not None:
+            u = u[keep(self.point(u))]
+        if len(u) == 0 or len(points) == 0:
+            return np.inf
+        centre = self.point(u)
+        if self.is_round:
+            return float(cKDTree(centre).query(points)[0].min() - self.radius)
+        _, long, short = self.section_axes(u)
+        a, b = self.semi_axes
+        phi = np.radians(np.arange(0.0, 360.0, 5.0))
+        ring = (centre[:, None] + a * np.cos(phi)[None, :, None] * long[:, None]
+                + b * np.sin(phi)[None, :, None] * short[:, None]).reshape(-1, 3)
+        distance = cKDTree(ring).query(points)[0]
+        nearest = cKDTree(centre).query(points)[1]
+        rel = points - centre[nearest]
+        inside = (rel * long[nearest]).sum(axis=1) ** 2 / a**2 + (rel * short[nearest]).sum(axis=1) ** 2 / b**2 < 1
+        return float(np.where(inside, -distance, distance).min())
+
+    def sample_parameters(self, step: float = 0.25) -> np.ndarray:
+        """Parameters every ``step`` mm or less from end to end (those of :meth:`samples`)."""
+        lo, hi = self.bounds
+        return np.linspace(lo, hi, max(int(np.ceil((hi - lo) / step)), 2) + 1)
 
     @classmethod
     def through(cls, name: str, radius: float, points: np.ndarray, stations: dict[str, int],
-                slopes: list[float | None] | None = None) -> Course:
+                slopes: list[float | None] | None = None, minor: float | None = None, roll: float = 0.0) -> Course:
         """The C1 cubic Hermite curve through ``points``; ``stations`` names point indices.
 
         Tangents are unit vectors: Bessel's (from the parabola through a point and its neighbours) or,
@@ -94,7 +179,7 @@ class Course:
         inner = np.stack([points[:-1] + tangents[:-1] * hh / 3, points[1:] - tangents[1:] * hh / 3], axis=1)
         poles = np.vstack([points[:1], inner.reshape(-1, 3), points[-1:]])
         knots = np.concatenate([[u[0]] * 4, np.repeat(u[1:-1], 2), [u[-1]] * 4])
-        return cls(name, radius, knots, poles, {k: float(u[i]) for k, i in stations.items()})
+        return cls(name, radius, knots, poles, {k: float(u[i]) for k, i in stations.items()}, minor, roll)
 
     @cached_property
     def spline(self) -> BSpline:
@@ -113,9 +198,7 @@ class Course:
 
     def samples(self, step: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
         """Points every ``step`` mm of parameter (about of arc length) and their arc lengths."""
-        lo, hi = self.bounds
-        u = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / step)), 2) + 1)
-        p = self.point(u)
+        p = self.point(self.sample_parameters(step))
         return p, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
 
     def arc_parameter(self, u0: float, distance: float) -> float:
@@ -192,7 +275,8 @@ class PhantomGeometry:
         a = self.anatomy
         D, zf, zt = self.depth, self.z_fat, self.z_trap
         gx, gy = a.gon_snl
-        gon = _CourseBuilder(self, "gon", a.gon_diameter / 2)
+        width, thickness = a.gon_section()
+        gon = _CourseBuilder(self, "gon", width / 2, minor=thickness / 2, roll=a.gon_orientation)
         gon.add((a.gon_obliquus[0] - 3, a.gon_obliquus[1] + 4), D + 8)
         gon.add(a.gon_obliquus, D, station="obliquus")
         gon.arrive(a.gon_semispinalis, zt, a.gon_obliquus, a.gon_trapezius, station="semispinalis")
@@ -204,7 +288,7 @@ class PhantomGeometry:
 
         artery = _CourseBuilder(self, "artery", a.artery_diameter / 2)
         origin = (a.artery_pierces[0] + 4, a.artery_pierces[1] + 25)
-        snl = (gx + a.gon_diameter / 2 + a.artery_gap + a.artery_diameter / 2, gy)
+        snl = (gx + a.gon_extent("lateral") + a.artery_gap + a.artery_diameter / 2, gy)
         # beside the GON for a few millimetres either side of the SNL, as ultrasound shows them
         below_snl, above_snl = (snl[0] + 1.0, gy + 5.0), (snl[0] + 2.0, gy - 10.0)
         artery.add(origin, D + 6)
@@ -261,7 +345,8 @@ class PhantomGeometry:
             if course.min_radius_of_curvature() < 1.5 * course.radius:
                 raise AnatomyError(f"the {LONG_NAMES[name]} bends too sharply for its diameter; move its landmarks")
             p = inside[name]
-            if (p[:, 2] - course.radius < self.z_skin).any():
+            u = course.sample_parameters(0.2)[self.in_box(course.point(course.sample_parameters(0.2)))]
+            if (p[:, 2] - course.support(u, np.array([0.0, 0.0, -1.0])) < self.z_skin).any():
                 raise AnatomyError(f"the {LONG_NAMES[name]} reaches into the skin; check its depth and diameter")
             # tubes leave through the top, bottom or deep faces, steeply; one grazing a side makes slivers
             x0, x1 = self.x_range
@@ -289,8 +374,9 @@ class _CourseBuilder:
     #: Angle (degrees) at which courses pierce a fascia.
     PIERCE = 45.0
 
-    def __init__(self, geometry: PhantomGeometry, name: str, radius: float):
-        self.geometry, self.name, self.radius = geometry, name, radius
+    def __init__(self, geometry: PhantomGeometry, name: str, radius: float, minor: float | None = None,
+                 roll: float = 0.0):
+        self.geometry, self.name, self.radius, self.minor, self.roll = geometry, name, radius, minor, roll
         self.points: list[np.ndarray] = []
         self.slopes: list[float | None] = []
         self.stations: dict[str, int] = {}
@@ -326,7 +412,8 @@ class _CourseBuilder:
         self.add(_towards(at, going_to, 2 * run), depth - run, slope=0.0)
 
     def course(self) -> Course:
-        return Course.through(self.name, self.radius, np.array(self.points), self.stations, self.slopes)
+        return Course.through(self.name, self.radius, np.array(self.points), self.stations, self.slopes, self.minor,
+                              self.roll)
 
 
 def _towards(here, other, distance: float) -> np.ndarray:

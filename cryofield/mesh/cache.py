@@ -4,12 +4,16 @@ Location: ``$CRYOFIELD_CACHE`` if set, else ``$XDG_CACHE_HOME/cryofield``, else 
 meshes live in its ``meshes/`` folder as ``NAME.msh`` (binary Gmsh 2.2, millimetres) with the
 metadata beside it in ``NAME.meta.json``. Entries are written under temporary names and renamed, the
 mesh last, so a crash or a concurrent run never leaves a half-written entry that looks complete.
+:func:`building` is a lock per entry (``NAME.lock``, an advisory ``flock``): processes that ask for the
+same mesh at once (the workers of a sweep) build it once, the others wait and then load it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .core import Mesh
@@ -48,3 +52,23 @@ def store(name: str, mesh: Mesh) -> Path:
         os.replace(metadata_path(staged), metadata_path(path))
         os.replace(staged, path)
     return path
+
+
+@contextmanager
+def building(name: str) -> Iterator[None]:
+    """Hold the lock of entry ``name`` while checking for it and building it (released on exit, or when the
+    process dies). Where ``fcntl`` is missing (Windows) concurrent builds are not serialised, only safe.
+    """
+    path = entry_path(name).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX)
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

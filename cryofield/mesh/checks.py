@@ -30,15 +30,45 @@ def check_mesh(mesh: Mesh, units: str, source: str | None = None) -> Mesh:
     """Check and tidy ``mesh`` in place; raise :class:`InputError` for anything the solver cannot use.
 
     Fixed with a note: negatively oriented tetrahedra (two nodes swapped), nodes used by no tetrahedron
-    (dropped). Refused: degenerate tetrahedra, tags without names or names without tags, boundary
-    triangles not on the tetrahedra, and a bounding box implausible for the declared units.
+    (dropped). Refused: no tetrahedra, non-finite coordinates, connectivity to nodes that do not exist,
+    duplicate nodes, degenerate tetrahedra, tags without names or names without tags, boundary triangles
+    not on the tetrahedra, and a bounding box implausible for the declared units.
     """
     source = source or mesh.source
+    _check_numbers(mesh, source)
     _check_extent(mesh, units, source)
     _check_tags(mesh, source)
+    _check_duplicates(mesh, source)
     _check_volumes(mesh, source)
     _drop_orphans(mesh, source)
     return mesh
+
+
+def _check_numbers(mesh: Mesh, source: str) -> None:
+    """Finite coordinates, and connectivity that refers to existing nodes (before anything indexes with it)."""
+    if mesh.n_tets == 0:
+        raise InputError("the mesh has no tetrahedra (linear 'tetra' cells are required)", source=source)
+    bad = np.flatnonzero(~np.isfinite(mesh.points).all(axis=1))
+    if len(bad):
+        raise InputError(f"{len(bad)} node(s) with non-finite coordinates (NaN or infinite), e.g. node(s) "
+                         f"{bad[:5].tolist()}", source=source)
+    for what, cells in (("tetrahedron", mesh.tets), ("boundary triangle", mesh.facets)):
+        if len(cells) and (cells.min() < 0 or cells.max() >= mesh.n_nodes):
+            worst = int(cells.max()) if cells.max() >= mesh.n_nodes else int(cells.min())
+            raise InputError(f"a {what} refers to node {worst}, but the mesh has {mesh.n_nodes} nodes "
+                             f"(0 to {mesh.n_nodes - 1})", source=source)
+
+
+def _check_duplicates(mesh: Mesh, source: str) -> None:
+    """Two nodes at one place split the mesh there (elements on either side do not exchange heat): refuse."""
+    scale = max(float(np.max(np.ptp(mesh.points, axis=0))), 1e-300)
+    keys = np.round(mesh.points / (1e-9 * scale)).astype(np.int64)  # equal to a billionth of the mesh's size
+    order = np.lexsort(keys.T[::-1])
+    same = np.flatnonzero((np.diff(keys[order], axis=0) == 0).all(axis=1))
+    if len(same):
+        a, b = int(order[same[0]]), int(order[same[0] + 1])
+        raise InputError(f"{len(same)} duplicate node(s): nodes at the same place (e.g. nodes {a} and {b}) split "
+                         f"the mesh there; merge them (e.g. Gmsh Coherence)", source=source)
 
 
 def _check_extent(mesh: Mesh, units: str, source: str) -> None:
@@ -57,8 +87,9 @@ def _check_tags(mesh: Mesh, source: str) -> None:
     present = set(np.unique(mesh.tet_tags).tolist())
     for name, tag in mesh.regions.items():
         if tag not in present:
+            other = " (it tags boundary triangles: a surface, not a region?)" if tag in mesh.facet_tags else ""
             raise InputError(f"region tag {tag} not found among the mesh's tetrahedra (tags present: "
-                             f"{sorted(present)})", source=source, key=f"mesh.regions.{name}")
+                             f"{sorted(present)}){other}", source=source, key=f"mesh.regions.{name}")
     unnamed = present - set(mesh.regions.values())
     if unnamed:
         raise InputError(f"tetrahedra with tag(s) {sorted(unnamed)} have no region name; add them to mesh.regions",
@@ -66,12 +97,10 @@ def _check_tags(mesh: Mesh, source: str) -> None:
     facet_present = set(np.unique(mesh.facet_tags).tolist())
     for name, tag in mesh.surfaces.items():
         if tag not in facet_present:
+            other = " (it tags tetrahedra: a region, not a surface?)" if tag in present else ""
             raise InputError(f"surface tag {tag} not found among the mesh's triangles (tags present: "
-                             f"{sorted(facet_present) or 'none'})", source=source, key=f"mesh.surfaces.{name}")
-    if len(mesh.facets) and (mesh.facets.max() >= mesh.n_nodes or mesh.facets.min() < 0):
-        raise InputError("a boundary triangle refers to a node that does not exist", source=source)
-    if mesh.tets.max() >= mesh.n_nodes or mesh.tets.min() < 0:
-        raise InputError("a tetrahedron refers to a node that does not exist", source=source)
+                             f"{sorted(facet_present) or 'none'}){other}", source=source,
+                             key=f"mesh.surfaces.{name}")
 
 
 def _check_volumes(mesh: Mesh, source: str) -> None:

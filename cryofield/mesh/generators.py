@@ -113,9 +113,12 @@ class gmsh_session:
         self.threads = threads
 
     def __enter__(self):
+        import threading
+
         import gmsh
 
-        gmsh.initialize(readConfigFiles=False)
+        # Gmsh's Ctrl-C handler can only be installed from the main thread (a sweep's worker runs a case in another)
+        gmsh.initialize(readConfigFiles=False, interruptible=threading.current_thread() is threading.main_thread())
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.option.setNumber("General.Verbosity", 1)
         if self.threads:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import lzma
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +25,9 @@ UNIT_SCALE = {"m": 1.0, "mm": 1e-3}
 
 #: Compressed mesh files (``head.msh.xz``) are read and written through these.
 COMPRESSORS = {".xz": lzma.open, ".gz": gzip.open}
+
+#: A metadata sidecar larger than this is refused (the phantom's is about 100 kB).
+MAX_METADATA_BYTES = 64 << 20
 
 
 def read_mesh(
@@ -56,8 +62,9 @@ def read_mesh(
         raise InputError(f"mesh file not found: {path}", key="mesh.file")
     try:
         raw = _read_raw(path)
-    except Exception as exc:  # meshio raises many kinds of errors for unreadable files
-        raise InputError(f"cannot read mesh: {exc}", source=str(path)) from exc
+    except (Exception, SystemExit) as exc:  # meshio raises many kinds, and exits when no format fits
+        why = "not a mesh file in a format meshio reads" if isinstance(exc, SystemExit) else str(exc)
+        raise InputError(f"cannot read mesh: {why}", source=str(path)) from exc
     array = _pick_tag_array(raw, tag_array, path)
     tets, tet_tags = _cells_of(raw, "tetra", array)
     if len(tets) == 0:
@@ -77,13 +84,15 @@ def read_mesh(
 
 
 def _read_raw(path: Path) -> meshio.Mesh:
-    if path.suffix not in COMPRESSORS:
-        return meshio.read(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / path.stem  # meshio picks the format from the inner suffix
-        with COMPRESSORS[path.suffix](path, "rb") as src, open(plain, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        return meshio.read(plain)
+    # meshio prints its own complaints before it raises (or exits): keep them out of the one-line message
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if path.suffix not in COMPRESSORS:
+            return meshio.read(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / path.stem  # meshio picks the format from the inner suffix
+            with COMPRESSORS[path.suffix](path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return meshio.read(plain)
 
 
 def metadata_path(path: str | Path) -> Path:
@@ -96,12 +105,74 @@ def metadata_path(path: str | Path) -> Path:
 
 def _read_metadata(path: Path) -> dict:
     sidecar = metadata_path(path)
-    if not sidecar.is_file():
+    if not sidecar.exists():
         return {}
+    if not sidecar.is_file():
+        raise InputError("the mesh metadata sidecar is not a regular file", source=str(sidecar))
     try:
-        return json.loads(sidecar.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the mesh metadata: {exc}", source=str(sidecar)) from exc
+        if sidecar.stat().st_size > MAX_METADATA_BYTES:
+            raise InputError(f"the mesh metadata is larger than {MAX_METADATA_BYTES >> 20} MiB", source=str(sidecar))
+        data = json.loads(sidecar.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"cannot read the mesh metadata: {str(exc)[:200]}", source=str(sidecar)) from exc
+    check_metadata(data, str(sidecar))
+    return data
+
+
+def check_metadata(data, source: str | None = None) -> None:
+    """Check the parts of a mesh's metadata that runs and pictures use (metres); other keys are free.
+
+    ``centerlines``: name -> at least two ``[x, y, z]``; ``probes``: name -> ``tip`` and ``axis``
+    (``[x, y, z]``, the axis not zero), ``diameter`` and ``active_length`` (>= 0); ``diameters``: name -> a
+    positive number; ``landmarks``: name -> ``[x, y, z]``; ``phantom``: a mapping. Numbers must be finite.
+
+    Raises
+    ------
+    InputError
+        Naming the sidecar (``source``) and the offending key.
+    """
+    def bad(key: str, what: str):
+        return InputError(f"malformed mesh metadata: expected {what}", source=source, key=key)
+
+    def point(value, key: str) -> list[float]:
+        if not (isinstance(value, list) and len(value) == 3 and all(_finite(v) for v in value)):
+            raise bad(key, "[x, y, z], three finite numbers (metres)")
+        return value
+
+    def mapping(key: str) -> dict:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise bad(key, "a mapping of names")
+        return value
+
+    if not isinstance(data, dict):
+        raise bad("(top level)", "a JSON object")
+    for name, line in mapping("centerlines").items():
+        if not isinstance(line, list) or len(line) < 2:
+            raise bad(f"centerlines.{name}", "a list of at least two [x, y, z] points")
+        for i, p in enumerate(line):
+            point(p, f"centerlines.{name}.{i}")
+    for name, probe in mapping("probes").items():
+        if not isinstance(probe, dict):
+            raise bad(f"probes.{name}", "a mapping with tip and axis")
+        for key in ("tip", "axis"):
+            if key in probe:
+                point(probe[key], f"probes.{name}.{key}")
+        if "axis" in probe and not any(probe["axis"]):
+            raise bad(f"probes.{name}.axis", "a direction that is not zero")
+        for key in ("diameter", "active_length"):
+            if key in probe and not (_finite(probe[key]) and probe[key] >= 0):
+                raise bad(f"probes.{name}.{key}", "a finite number >= 0 (metres)")
+    for name, value in mapping("diameters").items():
+        if not (_finite(value) and value > 0):
+            raise bad(f"diameters.{name}", "a finite number > 0 (metres)")
+    for name, value in mapping("landmarks").items():
+        point(value, f"landmarks.{name}")
+    mapping("phantom")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _pick_tag_array(raw: meshio.Mesh, wanted: str | None, path: Path) -> str:

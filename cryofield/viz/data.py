@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import yaml
 
-from ..errors import InputError
+from ..errors import CorruptResult, InputError
 from ..io.results import Result, read_result
 from ..roles import RoleTable, Thresholds
 
@@ -63,7 +63,7 @@ class VizResult:
 
     @classmethod
     def open(cls, path: str | Path) -> VizResult:
-        """Read ``path``; a missing, foreign or incomplete file is bad input."""
+        """Read ``path``; a missing file is bad input, a damaged, foreign or incomplete one a corrupt result."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"result file not found: {path}")
@@ -74,7 +74,7 @@ class VizResult:
                 protocol = Protocol([k.decode() if isinstance(k, bytes) else str(k) for k in table["kind"][()]],
                                     table["start"][()], table["end"][()], table["probe_temperature"][()])
         except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"not a readable cryofield result: {exc}", source=str(path)) from exc
+            raise CorruptResult(path, str(exc)) from exc
         return cls(result, protocol)
 
     @property
@@ -137,6 +137,50 @@ class VizResult:
         axis = np.asarray(pose["axis"], float)
         return ProbePose(np.asarray(pose["tip"], float), axis / np.linalg.norm(axis),
                          float(pose.get("diameter", 0.0)), float(pose.get("active_length", 0.0)))
+
+    @cached_property
+    def nerve_profiles(self) -> dict[str, dict[str, np.ndarray]]:
+        """The result's profiles along each nerve (``/clinical/NERVE``: stations ``s_mm``, the coldest and
+        warmest minimum temperature of the section, grades, time at the injury level); empty without."""
+        with h5py.File(self.result.path, "r") as f:
+            if "clinical" not in f:
+                return {}
+            return {name: {k: g[k][()] for k in g} for name, g in f["clinical"].items()}
+
+    @cached_property
+    def clinical(self) -> dict | None:
+        """The clinical reading of the result (:mod:`cryofield.clinical`), from its fields and role table:
+        the same block as the run's JSON summary."""
+        from ..clinical import clinical_summary, damage_fraction
+
+        fields, limits = self.result.fields, self.thresholds
+        if "min_temperature" not in fields:
+            return None
+        below = fields.get(f"time_below_{_label(limits.injury_c)}")
+        damage = fields.get("damage_fraction")
+        if damage is None and f"time_below_{_label(limits.damage_c)}" in fields:
+            damage = damage_fraction(fields["min_temperature"], fields[f"time_below_{_label(limits.damage_c)}"], limits)
+        walls = {v: np.unique(self.result.surfaces[f"{v}_wall"]) for v in self.table.regions_with("artery")
+                 if f"{v}_wall" in self.result.surfaces}
+        targets = [p["placement"]["target"]["nerve"] for p in self.case.get("probes") or []
+                   if (p.get("placement") or {}).get("target")]
+        tissues = self.case.get("tissues") or {}
+        liquidus = {name: _liquidus(name, tissues.get(name)) for name in self.result.region_names}
+        return clinical_summary(self.points, self.tets, self.result.region_id, self.result.region_names,
+                                fields["min_temperature"], self.table, liquidus, time_below=below, damage=damage,
+                                walls=walls, targets=targets or None)
+
+    @cached_property
+    def devices(self) -> dict[str, dict]:
+        """The result's device records (``/devices/NAME``: controllers, heaters, vessels): per device its
+        ``model``, ``surface`` and ``series`` (name -> array, ``time`` among them); empty for results without."""
+        out = {}
+        with h5py.File(self.result.path, "r") as f:
+            for name, group in (f["devices"].items() if "devices" in f else []):
+                attrs = dict(group.attrs)
+                out[name] = {"model": str(attrs.get("model", "")), "surface": str(attrs.get("surface", "")),
+                             "series": {k: group[k][()] for k in group}}
+        return out
 
     @property
     def snapshot_times(self) -> np.ndarray:
@@ -201,3 +245,20 @@ class VizResult:
         lo, hi = cloud.min(axis=0), cloud.max(axis=0)
         pad = max(margin, 0.5 * float(np.max(hi - lo)))
         return np.maximum(lo - pad, lo_mesh), np.minimum(hi + pad, hi_mesh)
+
+
+def _label(level: float) -> str:
+    """The dataset name of a threshold, as the run writes it (:func:`cryofield.runner.threshold_label`)."""
+    return f"{'m' if level < 0 else 'p'}{abs(level):g}C"
+
+
+def _liquidus(name: str, tissue: dict | None) -> float:
+    """The liquidus (°C) of a region's tissue as the stored case gives it (the default when it cannot say)."""
+    from ..case import TissueSpec
+    from ..materials import DEFAULT_LIQUIDUS
+
+    try:
+        return TissueSpec.model_validate({k: v for k, v in (tissue or {}).items() if v is not None}).material(
+            name).liquidus
+    except ValueError:
+        return DEFAULT_LIQUIDUS

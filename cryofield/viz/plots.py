@@ -1,4 +1,5 @@
-"""Time-series plots of a result: ice volume, nerve temperature and frozen length, skin, probe, by region.
+"""Time-series plots of a result: ice volume, nerve temperature and frozen length, skin, probe, by region,
+and the devices' records (a controller's sensor, set point and flow; the heat each device moves).
 
 The metric series (recorded every ``metrics_interval``) come straight from the result; the nerve's length
 at or below the injury level (−20 °C) needs the whole field, so it is measured on the snapshots. Protocol
@@ -31,7 +32,7 @@ def panel_titles(thresholds: Thresholds = THRESHOLDS) -> tuple[str, ...]:
     """Panel titles, in reading order, for a result judged by ``thresholds``."""
     return ("Ice volume", "Probe temperature", "Nerve minimum temperature",
             f"Nerve length at ≤ {_deg(thresholds.injury_c)}", "Skin (and artery) minimum temperature",
-            "Minimum temperature by region")
+            "Minimum temperature by region", "Probe controller", "Heat through the devices")
 
 
 #: Panel titles (at the default thresholds), in reading order; tests and users find a panel by its title.
@@ -52,15 +53,15 @@ def nerve_lengths(vr: VizResult, measure: NerveLength, level: float | None = Non
 
 def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
                       nerve_length: NerveLength | None = None) -> Figure:
-    """A 3 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded.
+    """A 4 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded.
 
     ``nerve_length`` (built from ``vr`` when not given) measures the nerves' frozen length.
     """
     with matplotlib.rc_context(_scaled_style(size_scale(size))):
         fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
         FigureCanvasAgg(fig)
-        axes = fig.subplots(3, 2, sharex=True).ravel()
-        fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.07, hspace=0.38, wspace=0.2)
+        axes = fig.subplots(4, 2, sharex=True).ravel()
+        fig.subplots_adjust(left=0.07, right=0.93, top=0.9, bottom=0.06, hspace=0.42, wspace=0.3)
         titles = panel_titles(vr.thresholds)
         panels = dict(zip(titles, axes))
         t = vr.result.metrics["time"]
@@ -70,11 +71,13 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
         _nerve_length(panels[titles[3]], vr, nerve_length or NerveLength(vr))
         _skin(panels["Skin (and artery) minimum temperature"], vr, t)
         _regions(panels["Minimum temperature by region"], vr, t)
+        _controller(panels["Probe controller"], vr)
+        _device_heat(panels["Heat through the devices"], vr)
         for title, ax in panels.items():
             ax.set_title(title, loc="left")
             ax.grid(alpha=0.3)
             _shade_phases(ax, vr)
-            if ax.get_legend_handles_labels()[0]:
+            if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="best", framealpha=0.85)
         for ax in axes[-2:]:
             ax.set_xlabel("time (s)")
@@ -190,3 +193,136 @@ def _regions(ax, vr: VizResult, t: np.ndarray) -> None:
     for r, name in enumerate(vr.result.region_names):
         ax.plot(t, minimum[:, r], color=colours(r % colours.N), label=name)
     ax.set_ylabel("°C")
+
+
+def _controller(ax, vr: VizResult) -> None:
+    """Each controlled probe's sensor against its set point, its flow u(t) on the right; open-loop cryogen
+    probes their surface temperature."""
+    shown = False
+    flows = None
+    for k, (name, device) in enumerate(vr.devices.items()):
+        r = _by_phase(device["series"])
+        if "sensor_C" in r:
+            colour = f"C{k}"
+            ax.plot(r["time"], r["sensor_C"], color=colour, label=f"{name}: sensor")
+            ax.plot(r["time"], r["set_point_C"], color=colour, ls="--", lw=_thin(), label=f"{name}: set point")
+            flows = flows or ax.twinx()
+            flows.plot(r["time"], r["flow"], color=colour, ls=":", label=f"{name}: flow u")
+            shown = True
+        elif "surface_temperature_C" in r:
+            ax.plot(r["time"], r["surface_temperature_C"], color=f"C{k}", label=f"{name}: active surface")
+            shown = True
+    if not shown:
+        _missing(ax, "controlled probe")
+        return
+    ax.set_ylabel("°C")
+    if flows is not None:
+        flows.set_ylim(0.0, 1.05)
+        flows.set_ylabel("flow u")
+        handles, labels = ax.get_legend_handles_labels()
+        more, more_labels = flows.get_legend_handles_labels()
+        ax.legend(handles + more, labels + more_labels, loc="best", framealpha=0.85)
+
+
+def _by_phase(series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A device's series with a NaN row between protocol phases, so that lines break where it was off."""
+    if "phase" not in series or len(series["phase"]) < 2:
+        return series
+    breaks = np.flatnonzero(np.diff(series["phase"]) != 0) + 1
+    return {k: np.insert(np.asarray(v, float), breaks, np.nan) for k, v in series.items()}
+
+
+#: Per device model: the series of heat it moves (W), how it is labelled and its sign into the tissue.
+HEAT_SERIES = {"cooling_W": ("drawn out", -1.0), "heat_drawn_W": ("drawn out", -1.0),
+               "heating_W": ("heater", 1.0), "power_W": ("delivered", 1.0)}
+
+
+def _device_heat(ax, vr: VizResult) -> None:
+    """Heat into the tissue through each device (W): negative for a cryoprobe drawing it out."""
+    shown = False
+    for k, (name, device) in enumerate(vr.devices.items()):
+        r = _by_phase(device["series"])
+        for key, (what, sign) in HEAT_SERIES.items():
+            if key in r and np.any(np.nan_to_num(r[key]) != 0):
+                ax.plot(r["time"], sign * r[key], color=f"C{k}", ls="-" if sign < 0 else "--",
+                        label=f"{name} ({device['model']}): {what}")
+                shown = True
+    if not shown:
+        _missing(ax, "device records")
+        return
+    ax.axhline(0.0, color="0.5", lw=_thin())
+    ax.set_ylabel("W into the tissue")
+
+
+#: Colours of the injury grades (none, neurapraxia, axonotmesis, neurotmesis) in the nerve-profile picture.
+GRADE_COLOURS = ("#ffffff", "#fff3b0", "#9ecae1", "#3182bd")
+
+
+def nerve_figure(vr: VizResult, size: tuple[int, int] = (1200, 900)) -> Figure | None:
+    """The injury along each cooled nerve (the picture ``NAME_nerve.png``), or None when the result has no
+    nerve profiles.
+
+    Per nerve, along its centreline (mm from its proximal end): the coldest and the warmest minimum
+    temperature of its cross-section (the extent of the injury and where the whole section was reached),
+    the injury grades shaded by temperature, the time at the injury level, and the verdict of the clinical
+    reading: lengths, durable block, recovery forecast.
+    """
+    profiles = vr.nerve_profiles
+    clinical = vr.clinical or {}
+    limits = vr.thresholds
+    shown = [n for n, p in profiles.items() if np.nanmin(p["coldest_C"]) <= limits.neurapraxia_c]
+    if not profiles:
+        return None
+    shown = shown or list(profiles)[:1]
+    with matplotlib.rc_context(_scaled_style(size_scale(size))):
+        fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+        FigureCanvasAgg(fig)
+        axes = np.atleast_1d(fig.subplots(len(shown), 1, squeeze=False).ravel())
+        fig.subplots_adjust(left=0.08, right=0.9, top=0.86, bottom=0.09, hspace=0.5)
+        for ax, name in zip(axes, shown):
+            _nerve_profile(ax, name, profiles[name], (clinical.get("nerves") or {}).get(name, {}), limits)
+        axes[-1].set_xlabel("mm along the nerve from its proximal end")
+        fig.legend(handles=[Patch(facecolor=c, edgecolor="0.6", label=g) for c, g in
+                            zip(GRADE_COLOURS[1:], ("neurapraxia", "axonotmesis", "neurotmesis"))],
+                   loc="upper right", ncol=3, frameon=False, bbox_to_anchor=(0.98, 0.965))
+        fig.suptitle(f"{vr.name}: injury along the nerve", x=0.08, ha="left", fontsize="xx-large")
+    return fig
+
+
+def _nerve_profile(ax, name: str, profile: dict, verdict: dict, limits: Thresholds) -> None:
+    s, cold, warm = profile["s_mm"], profile["coldest_C"], profile["warmest_C"]
+    bands = [(limits.neurotmesis_c, -300.0, 3), (limits.injury_c, limits.neurotmesis_c, 2),
+             (limits.neurapraxia_c, limits.injury_c, 1)]
+    low = float(np.nanmin(cold))
+    for top, bottom, grade in bands:
+        ax.axhspan(max(bottom, low - 20), top, facecolor=GRADE_COLOURS[grade], alpha=0.8, lw=0, zorder=0)
+    ax.plot(s, cold, color="#08306b", label="coldest part of the section")
+    ax.plot(s, warm, color="#08306b", ls="--", label="whole section (warmest part)")
+    cooled = np.flatnonzero(cold <= limits.neurapraxia_c)
+    if len(cooled):
+        lo, hi = s[cooled[0]], s[cooled[-1]]
+        pad = max(3.0, 0.3 * (hi - lo))
+        ax.set_xlim(max(s[0], lo - pad), min(s[-1], hi + pad))
+    ax.set_ylim(max(low - 15, -300.0), 40.0)
+    ax.set_ylabel("minimum °C")
+    if "time_below_injury_s" in profile:
+        twin = ax.twinx()
+        twin.plot(s, profile["time_below_injury_s"], color="#a63603", ls=":",
+                  label=f"time at ≤ {_deg(limits.injury_c)} (s)")
+        twin.set_ylabel("s", color="#a63603")
+        twin.set_ylim(bottom=0.0)
+        handles, labels = ax.get_legend_handles_labels()
+        more, more_labels = twin.get_legend_handles_labels()
+        ax.legend(handles + more, labels + more_labels, loc="lower right", framealpha=0.85)
+    else:
+        ax.legend(loc="lower right", framealpha=0.85)
+    ax.grid(alpha=0.3)
+    title = name
+    if verdict:
+        block = verdict.get("block_length_mm", 0.0)
+        durable = "durable block" if verdict.get("durable_block") else "no durable block"
+        title += f": {block:.1f} mm of whole section at ≤ {_deg(limits.injury_c)}, {durable}"
+        weeks = (verdict.get("recovery") or {}).get("weeks")
+        if weeks:
+            title += f"; block expected for {weeks[0]:.0f}–{weeks[1]:.0f} weeks"
+    ax.set_title(title, loc="left")

@@ -6,9 +6,15 @@ default time, the end of the last freeze, and ``_tTs`` for ``--time T``):
 * ``NAME_3d{SUFFIX}.png``: the 3D view (needs an off-screen OpenGL context);
 * ``NAME_slice{SUFFIX}.png``: the ultrasound-plane slice;
 * ``NAME_timeseries.png``: the time-series plots;
+* ``NAME_nerve.png``: the injury along each cooled nerve, when the result has nerves with centrelines;
 * ``NAME_slice.gif`` or ``NAME_3d.mp4`` (...) with ``animate``: every snapshot in turn.
 
 The slice and the plots need only matplotlib, so they are made even where the 3D view cannot be.
+
+Drawn into the directory of a published result set (``cryofield render DIR/NAME.h5`` with its
+``NAME.manifest.json`` beside it), the pictures join the set: they are drawn into a staging directory and
+published with the manifest updated, under the name's lock (:mod:`cryofield.io.resultset`), so the set's
+manifest always lists what is there.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from ..errors import CorruptResult
+from ..io.resultset import OutputLock, ResultSetError, Staging, check_file, publish
 from .animate import animation_format, write_animation
 from .data import VizResult
 from .geometry import NerveLength, ultrasound_plane
 from .headless import RenderUnavailable
-from .plots import timeseries_figure
+from .plots import nerve_figure, timeseries_figure
 from .scene import Scene3D, scene_figure
 from .slice import SliceView
 
@@ -67,16 +75,42 @@ def render_result(path: str | Path, out_dir: str | Path | None = None, time: flo
     """
     vr = VizResult.open(path)
     index = vr.default_snapshot() if time is None else vr.snapshot_near(time)
-    suffix = "" if time is None else f"_t{vr.snapshot_times[index]:g}s"
     fmt = animation_format(animation) if animate else None
     out = Path(out_dir) if out_dir is not None else vr.result.path.parent
     out.mkdir(parents=True, exist_ok=True)
+    h5 = vr.result.path
+    if vr.result.manifest is None or out.resolve() != h5.parent.resolve():
+        return _draw(vr, out, index, time, size, animate, fmt)
+    name = vr.result.manifest.get("name", h5.stem)
+    with OutputLock(out, name):
+        try:
+            current = check_file(h5, str(vr.result.attrs.get("run_id")), hashes=False)
+        except ResultSetError as exc:
+            raise CorruptResult(h5, str(exc)) from exc
+        staging = Staging(out, name)
+        try:
+            rendered = _draw(vr, staging.dir, index, time, size, animate, fmt)
+            publish(staging, [p.name for p in rendered.paths.values()], keep=current)
+        except BaseException:
+            staging.discard()
+            raise
+    rendered.paths = {kind: out / p.name for kind, p in rendered.paths.items()}
+    return rendered
+
+
+def _draw(vr: VizResult, out: Path, index: int, time: float | None, size: tuple[int, int], animate: str | None,
+          fmt: str | None) -> Rendered:
+    """Draw the pictures of snapshot ``index`` into ``out`` (see :func:`render_result`)."""
+    suffix = "" if time is None else f"_t{vr.snapshot_times[index]:g}s"
     plane = ultrasound_plane(vr)
     nerve_length = NerveLength(vr)
     rendered = Rendered()
     slice_view = SliceView(vr, size, plane)
     rendered.paths["slice"] = _save(slice_view.show(index), out / f"{vr.name}_slice{suffix}.png")
     rendered.paths["timeseries"] = _save(timeseries_figure(vr, size, nerve_length), out / f"{vr.name}_timeseries.png")
+    injury = nerve_figure(vr, size)
+    if injury is not None:
+        rendered.paths["nerve"] = _save(injury, out / f"{vr.name}_nerve.png")
     if animate == "slice":
         target = out / f"{vr.name}_slice.{fmt}"
         write_animation(_slice_frames(slice_view), target)
