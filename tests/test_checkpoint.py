@@ -209,12 +209,13 @@ def uninterrupted(tmp_path_factory):
 
 
 def started(proc, out, checkpoints: int = 1) -> None:
-    """Wait until the run has saved ``checkpoints`` checkpoints (each replaces the file: a new inode)."""
+    """Wait until the run has saved ``checkpoints`` checkpoints (each replaces the file: a new inode and time)."""
     path, seen, deadline = out / "long.checkpoint.h5", set(), time.monotonic() + 300
     while len(seen) < checkpoints:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         try:
-            seen.add(path.stat().st_ino)
+            info = path.stat()
+            seen.add((info.st_ino, info.st_mtime_ns))  # inode numbers alone may be reused
         except FileNotFoundError:
             pass
         time.sleep(0.002)

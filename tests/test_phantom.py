@@ -35,6 +35,8 @@ from cryofield.runner import run_case
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "meshes" / "occipital_coarse.msh.xz"
 DEMO = REPO / "cases" / "gon_double_freeze.yaml"
+#: The demo's phantom line, which tests replace.
+DEMO_PHANTOM = "  phantom: {preset: coarse, side: right, anatomy: {gon_state: symptomatic}}"
 
 #: Large elements and a shorter model: a phantom that meshes in seconds (two probes, both ways of placing).
 SMALL = """
@@ -156,8 +158,8 @@ def test_probe_areas_match_the_needle(shipped, small):
             assert active == pytest.approx(len(tips) * (np.pi * d * length + np.pi * d**2 / 2), rel=0.02)
             axis = np.array(meta["axis"])
             to_skin = -(tips[:, 2] + d / 2 * axis[2]) / axis[2]  # cap centre to skin along the axis
-            # 6 elements round each shaft where it leaves the skin
-            assert shaft == pytest.approx(np.sum(np.pi * d * (to_skin - length)), rel=0.05)
+            # 6 elements round each shaft: an inscribed hexagon's perimeter is 4.5 % short
+            assert shaft == pytest.approx(np.sum(np.pi * d * (to_skin - length)), rel=0.07)
             nodes = mesh.points[mesh.surface_nodes(f"{name}_active")] * 1e3
             rel = nodes[:, None, :] - (tips + d / 2 * axis)[None]  # to each needle's cap centre
             along = rel @ axis
@@ -309,7 +311,8 @@ def test_clinical_lengths_on_a_known_field():
 
 def test_run_on_the_shipped_mesh_reports_the_clinical_outcome(tmp_path):
     """The demo case on the shipped file (metadata from its sidecar), for 4 s of freezing."""
-    text = DEMO.read_text().replace("  phantom: {preset: coarse, side: right}", f"  file: {SHIPPED}")
+    text = DEMO.read_text().replace(DEMO_PHANTOM, f"  file: {SHIPPED}")
+    assert f"file: {SHIPPED}" in text
     start, end = text.index("probes:"), text.index("initial:")
     text = (text[:start] + "probes: [{name: probe, surface: probe_active}]\n"
             "protocol: [{kind: freeze, duration: 4, temperature: -70}]\n" + text[end:])
@@ -391,8 +394,8 @@ def test_gon_state_presets_and_overrides():
     ("{gon_orientation: 120}", "mesh.phantom.anatomy.gon_orientation", "less than or equal to 90"),
 ])
 def test_anatomy_key_errors_exit_2_naming_the_key(tmp_path, capsys, anatomy, key, message):
-    text = DEMO.read_text().replace("  phantom: {preset: coarse, side: right}",
-                                    f"  phantom: {{preset: coarse, side: right, anatomy: {anatomy}}}")
+    text = DEMO.read_text().replace(DEMO_PHANTOM, f"  phantom: {{preset: coarse, side: right, anatomy: {anatomy}}}")
+    assert anatomy in text
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     assert main(["run", str(path), "-o", str(tmp_path / "out"), "--no-render"]) == 2

@@ -4,8 +4,8 @@ Location: ``$CRYOFIELD_CACHE`` if set, else ``$XDG_CACHE_HOME/cryofield``, else 
 meshes live in its ``meshes/`` folder as ``NAME.msh`` (binary Gmsh 2.2, millimetres) with the
 metadata beside it in ``NAME.meta.json``. Entries are written under temporary names and renamed, the
 mesh last, so a crash or a concurrent run never leaves a half-written entry that looks complete.
-:func:`building` is a lock per entry (``NAME.lock``, an advisory ``flock``): processes that ask for the
-same mesh at once (the workers of a sweep) build it once, the others wait and then load it.
+:func:`building` is a lock per entry (``locks/NAME.lock`` beside ``meshes/``, an advisory ``flock``): processes
+that ask for the same mesh at once (the workers of a sweep) build it once, the others wait and then load it.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def building(name: str) -> Iterator[None]:
     """Hold the lock of entry ``name`` while checking for it and building it (released on exit, or when the
     process dies). Where ``fcntl`` is missing (Windows) concurrent builds are not serialised, only safe.
     """
-    path = entry_path(name).with_suffix(".lock")
+    path = cache_dir() / "locks" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

@@ -8,6 +8,9 @@ variant it was running. That variant is submitted again (up to ``retries`` times
 starts give up on a task at the first death of its worker, ``distributed.scheduler.allowed-failures: 0``,
 so the count here is the only one). The table and ``summary.json`` are rewritten after every variant;
 Ctrl-C cancels what is in flight and leaves every finished variant, and the table, intact.
+
+A script of your own that calls :func:`run_sweep` with the default local cluster must do so under
+``if __name__ == "__main__":``: the workers are spawned processes that import the script.
 """
 
 from __future__ import annotations
@@ -210,9 +213,12 @@ def _drive(client, tasks: list[dict], state: _State, retries: int, progress: boo
         write_row(Path(task["dir"]), row)
         return row
 
+    stop = _CtrlC()
     try:
         show()
         while todo or in_flight:
+            if stop.pressed:
+                raise KeyboardInterrupt
             limit = max(1, sum(client.nthreads().values()))
             while todo and len(in_flight) < limit:
                 submit(todo.popleft())
@@ -251,8 +257,36 @@ def _drive(client, tasks: list[dict], state: _State, retries: int, progress: boo
         state.running.clear()
         return True
     finally:
+        stop.restore()
         bar.close()
     return False
+
+
+class _CtrlC:
+    """While the loop runs, Ctrl-C sets a flag that the loop reads within :data:`POLL_S` (an interrupt raised
+    asynchronously can be lost, e.g. inside a garbage-collector callback); a second Ctrl-C raises at once."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.pressed = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        print("\nstopping: cancelling the running variants (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 @contextmanager
