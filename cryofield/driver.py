@@ -33,7 +33,7 @@ Record the probe temperature at every output time of a small case:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +113,32 @@ def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = 
 
     ``checkpoint`` is asked after every step and every output whether to save the run
     (:mod:`cryofield.checkpoint`); ``resume`` continues a saved run from where it stopped, taking the
-    very same steps as the uninterrupted run would have.
+    very same steps as the uninterrupted run would have. This is :func:`drive_segments` with the
+    stepper advancing itself to each segment's end.
+    """
+    return advance_alone(drive_segments(timeline, stepper, observers, checkpoint, resume), stepper)
+
+
+def advance_alone(segments: Generator[tuple[float, Callable], None, Any], stepper: Stepper) -> Any:
+    """Run the generator ``segments`` (:func:`drive_segments`) to its end with ``stepper`` advancing on its own
+    to each end it asks for; returns the generator's value."""
+    try:
+        t_end, on_step = next(segments)
+        while True:
+            stepper.advance_to(t_end, on_step)
+            t_end, on_step = segments.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+def drive_segments(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = (),
+                   checkpoint: Checkpointing | None = None,
+                   resume: Saved | None = None) -> Generator[tuple[float, Callable], None, RunState]:
+    """:func:`drive` as a generator: it yields ``(t_end, on_step)`` where the stepper must be advanced to
+    ``t_end`` calling ``on_step`` after every accepted step, and returns the final :class:`RunState`.
+
+    Whoever advances the stepper decides how: alone (:func:`drive`) or together with the other variants
+    of its ensemble (:func:`cryofield.ensemble.drive_ensemble`). The loop is the same either way.
     """
     problem = stepper.problem
     run = RunState(stepper, problem, timeline)
@@ -133,7 +158,7 @@ def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = 
             observer.after_step(run, T_previous, dt)
         # time-dependent boundary models (ramps, controllers) update between steps, without a restart
         if problem.boundaries.update(stepper.t, stepper.temperature_host,
-                                     lambda nodes: nodal_temperature(stepper, nodes)):
+                                     lambda nodes: stepper.temperature_host()[nodes]):
             stepper.set_boundaries(problem.boundary_state(run.phase, stepper.t), restart=False)
         if checkpoint is not None and stepper.t < segment.end:  # at a segment's end, after its outputs instead
             checkpoint.after_step(run, observers)
@@ -148,7 +173,7 @@ def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = 
             run.phase = phase
             stepper.set_boundaries(problem.boundary_state(phase, stepper.t))
         t0 = time.perf_counter()
-        stepper.advance_to(segment.end, on_step)
+        yield segment.end, on_step
         stepper.backend.synchronize()
         run.timings["stepping_s"] += time.perf_counter() - t0
         if segment.metrics:
@@ -170,15 +195,6 @@ def _restore(run: RunState, observers: Sequence[Observer], saved: Saved) -> int:
     run.timings.update(saved.timings)
     ends = np.array([s.end for s in run.timeline.segments])
     return int(np.searchsorted(ends, run.stepper.t + 1e-12 * max(abs(run.stepper.t), 1e-6), side="left"))
-
-
-def nodal_temperature(stepper: Stepper, nodes: np.ndarray) -> np.ndarray:
-    """The temperature (°C, float64) of a few ``nodes``: a backend's ``gather`` when it has one (only those
-    values leave the device), else read off the host copy."""
-    gather = getattr(stepper.backend, "gather", None)
-    if gather is not None:
-        return np.asarray(gather(stepper.T, nodes), float)
-    return stepper.temperature_host()[nodes]
 
 
 def _output(run: RunState, observers: Sequence[Observer], segment: Segment) -> None:

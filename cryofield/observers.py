@@ -7,8 +7,6 @@ times on host copies. A new measure is a new observer here (or anywhere) passed 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .driver import Observer, RunState
@@ -21,6 +19,9 @@ from .schedule import Segment
 class DoseTracker(Observer):
     """Per node, on the backend: the running minimum temperature and the time spent below each threshold.
 
+    The stepper's ensemble advances the trackers of all its variants in one pass after every step
+    (:meth:`cryofield.stepper.Ensemble.track_doses`); this observer starts them and reads them back.
+
     Parameters
     ----------
     thresholds
@@ -31,32 +32,22 @@ class DoseTracker(Observer):
         self.levels = list(thresholds)
 
     def start(self, run: RunState) -> None:
-        stepper = run.stepper
-        be, T = stepper.backend, stepper.T
-        self.T_min = be.to_device(be.to_host(T))
-        self.thresholds = be.to_device(np.asarray(self.levels, stepper.dtype))
-        self.time_below = be.to_device(np.zeros((len(self.levels), stepper.problem.n_nodes), stepper.dtype))
-        be.track(T, T, 0.0, self.T_min, self.thresholds, self.time_below)  # compiles; a zero step changes nothing
-
-    def after_step(self, run: RunState, T_previous: Any, dt: float) -> None:
-        run.stepper.backend.track(T_previous, run.stepper.T, dt, self.T_min, self.thresholds, self.time_below)
+        run.stepper.track_doses(self.levels)
 
     def state(self, run: RunState) -> dict:
-        be = run.stepper.backend
-        return {"T_min": be.to_host(self.T_min), "time_below": be.to_host(self.time_below)}
+        T_min, time_below = run.stepper.dose_arrays()
+        return {"T_min": T_min, "time_below": time_below}
 
     def restore(self, run: RunState, state: dict) -> None:
-        be, dtype = run.stepper.backend, run.stepper.dtype
-        self.T_min = be.to_device(np.asarray(state["T_min"], dtype))
-        self.time_below = be.to_device(np.asarray(state["time_below"], dtype))
+        run.stepper.restore_doses(state["T_min"], state["time_below"])
 
     def min_temperature(self, run: RunState) -> np.ndarray:
         """(N,) minimum temperature so far (°C), host float64."""
-        return run.stepper.backend.to_host(self.T_min).astype(float)
+        return run.stepper.dose_arrays()[0].astype(float)
 
     def times_below(self, run: RunState) -> np.ndarray:
         """(K, N) seconds below each threshold so far, host float64."""
-        return run.stepper.backend.to_host(self.time_below).astype(float)
+        return run.stepper.dose_arrays()[1].astype(float)
 
 
 class MetricsRecorder(Observer):

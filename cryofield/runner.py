@@ -10,12 +10,13 @@ holds the output name's lock from before the mesh is loaded until the set is pub
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from . import __version__, checkpoint, resources
 from .backends import Backend, get_backend
 from .case import NAME_PATTERN, Case, case_to_yaml
 from .clinical import ClinicalReading, damage_fraction
-from .driver import RunState, Timeline, drive
+from .driver import RunState, Timeline, advance_alone, drive_segments
 from .errors import InputError
 from .guards import explain, largest_change, physical_range
 from .io.results import ResultWriter, result_paths
@@ -313,16 +314,27 @@ def run_identity(plan: Plan, backend: Backend) -> dict:
 def _run_into(plan: Plan, backend: Backend, staging: Staging, progress: bool, pictures: bool,
               saving: checkpoint.Checkpointing, saved: checkpoint.Saved | None) -> RunReport:
     """Compute ``plan`` (from ``saved`` when resuming) and write its files into the staging directory."""
-    case, problem = plan.case, plan.problem
+    t0 = time.perf_counter()
+    # a resumed run takes its state from the checkpoint: no basal solve
+    stepper = plan.stepper(backend, None if saved is None else np.zeros(plan.problem.n_nodes))
+    basal_s = time.perf_counter() - t0
+    return advance_alone(run_segments(plan, stepper, staging, progress, pictures, saving, saved, basal_s), stepper)
+
+
+def run_segments(plan: Plan, stepper: Stepper, staging: Staging, progress: bool, pictures: bool,
+                 saving: checkpoint.Checkpointing | None, saved: checkpoint.Saved | None,
+                 basal_s: float) -> Generator[tuple[float, Callable], None, RunReport]:
+    """The whole run of ``plan`` on ``stepper`` into the staging directory, as a generator of the segments the
+    stepper must be advanced through (:func:`cryofield.driver.drive_segments`); returns the report.
+
+    ``saving`` None: no checkpoints (an ensemble member, :mod:`cryofield.ensemble`).
+    """
+    case, problem, backend = plan.case, plan.problem, stepper.backend
     paths = result_paths(staging.dir, case.name)
     writer = ResultWriter(paths["h5"], result_attributes(case, backend) | {"run_id": staging.run_id})
     try:
         write_setup(writer, plan)
-        timings = {"setup_s": plan.setup_seconds}
-        t0 = time.perf_counter()
-        # a resumed run takes its state from the checkpoint: no basal solve
-        stepper = plan.stepper(backend, None if saved is None else np.zeros(problem.n_nodes))
-        timings["basal_s"] = time.perf_counter() - t0
+        timings = {"setup_s": plan.setup_seconds, "basal_s": basal_s}
         t0 = time.perf_counter()
         stepper.warm_up()
         timings["compile_s"] = time.perf_counter() - t0
@@ -332,14 +344,17 @@ def _run_into(plan: Plan, backend: Backend, staging: Staging, progress: bool, pi
         if progress and plan.timeline.end > 0:
             observers.append(ProgressBar())
         try:
-            with checkpoint.StopOnSignals(saving):
-                run = drive(plan.timeline, stepper, observers, saving, saved)
+            with checkpoint.StopOnSignals(saving) if saving is not None else contextlib.nullcontext():
+                run = yield from drive_segments(plan.timeline, stepper, observers, saving, saved)
         except (BlowUp, OutOfRange) as exc:
             raise explain(plan, exc) from exc
         timings |= run.timings
         fields = write_outcome(writer, plan, run, dose, metrics, timings)
+        checkpoints = {"enabled": False, "why": "a member of an ensemble"} if saving is None else saving.report()
         summary = summarize(plan, backend, run, fields, metrics.arrays(), timings) | {
-            "checkpoints": saving.report() | {"resumed_from_t_s": None if saved is None else float(saved.stepper["t"])}}
+            "checkpoints": checkpoints | {"resumed_from_t_s": None if saved is None else float(saved.stepper["t"])}}
+        summary["ensemble"] = {"variants": stepper.ensemble.size, "variant": stepper.variant,
+                               "layout": "variant fastest" if stepper.dp.variant_fastest else "node fastest"}
         writer.finish({"dof_steps_per_s": summary["throughput"]["dof_steps_per_s"]})
     except BaseException:
         writer.abort()

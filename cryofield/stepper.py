@@ -150,8 +150,175 @@ class StepControl:
         return self.max_dt
 
 
+class Ensemble:
+    """B variants of one mesh advanced together: one pass per kernel per stage for all of them.
+
+    The variants share the mesh and its numbering (element geometry is stored once) and may differ in
+    everything else: tissue properties, perfusion, boundary and probe settings, protocol, initial state
+    (:class:`~cryofield.backends.base.DeviceProblem` lays the arrays out). Each variant is a
+    :class:`Stepper` (``lanes[b]``) with its own time, step size and step control, exactly as if it ran
+    alone: a step of the ensemble gives each variant that asks for one its own step length and stage
+    count (:meth:`step`); the passes run the most stages any variant needs and a variant takes part in
+    its own stages only, its result staying in the buffer its last stage wrote. Each variant then accepts
+    or rejects its step on its own change. So a variant's numbers are those of the same case run alone,
+    bit for bit (the same arithmetic in the same order, the same step decisions). A variant that asks for
+    no step (its protocol has ended, or it waits for its driver) costs nothing but its place in the layout.
+
+    Parameters
+    ----------
+    backend, problems
+        Where to run, and the variants' problems (one mesh).
+    H0s, controls
+        Initial nodal enthalpy (host arrays, J/m³) and step-size control of each variant.
+    dtype
+        ``np.float64`` or ``np.float32``.
+    t0
+        Simulated time of the initial states (s).
+    variant_fastest
+        Layout of the per-variant arrays (:func:`cryofield.kernels.at`): the variants of a node adjacent
+        (True) or each variant one block (False).
+    """
+
+    def __init__(self, backend: Backend, problems: list[Problem], H0s: list[np.ndarray], controls: list[StepControl],
+                 dtype=np.float64, t0: float = 0.0, variant_fastest: bool = True, members: list | None = None):
+        self.backend, self.dtype = backend, np.dtype(dtype)
+        self.dp = dp = backend.load_ensemble(problems, self.dtype, variant_fastest)
+        size = dp.n_nodes * dp.n_variants
+        H = np.empty(size, self.dtype)
+        for b, H0 in enumerate(H0s):
+            H[dp.lane(b)] = H0
+        self.H = backend.to_device(H)
+        self.T = backend.empty(size, self.dtype)
+        backend.temperature(dp, self.H, self.T)
+        self.T_prev = backend.to_device(backend.to_host(self.T))
+        # scratch: three rotating stage values, the odd and even stages' temperatures, L(Y_0) and L(Y_{j-1})
+        self.Y = tuple(backend.empty(size, self.dtype) for _ in range(3))
+        self.T_odd, self.T_even = backend.empty(size, self.dtype), backend.empty(size, self.dtype)
+        self.L0, self.L = backend.empty(size, self.dtype), backend.empty(size, self.dtype)
+        self.dose: tuple | None = None  # (levels, T_min, thresholds, time_below) once a dose tracker asks
+        self.warm = False
+        members = members or [Stepper.__new__(Stepper) for _ in problems]
+        self.lanes: list[Stepper] = members
+        for b, (lane, problem, control) in enumerate(zip(members, problems, controls, strict=True)):
+            lane._join(self, b, problem, control, t0)
+
+    @property
+    def size(self) -> int:
+        """B, the number of variants."""
+        return self.dp.n_variants
+
+    def step(self, requests: dict[int, tuple[float, Callable | None]]) -> tuple[list[int], dict[int, BaseException]]:
+        """One step of every variant ``b`` in ``requests``, towards its ``t_end`` (``requests[b] = (t_end, on_step)``).
+
+        Each variant plans its step (:meth:`Stepper.advance_to`'s control), the passes run for all at once,
+        each accepts or rejects it on its own change, the accepted ones become the state (and the dose
+        trackers advance), then each accepted variant's ``on_step(T_previous, dt)`` runs. Returns the
+        variants that have reached their ``t_end``, and those that failed with the exception (a blow-up,
+        or an error in ``on_step``); a failed variant asks for no more steps.
+        """
+        be, dp, nb = self.backend, self.dp, self.size
+        counts = np.zeros(nb, np.int32)
+        plans = {}
+        for b, (t_end, _) in requests.items():
+            plans[b] = self.lanes[b]._plan_step(t_end)
+            counts[b] = plans[b].stages
+        table = np.zeros((int(counts.max()) + 1, nb, 5))
+        for b, plan in plans.items():
+            table[:plan.stages + 1, b] = plan.rows
+        be.rkl2_stages(dp, table, counts, self._stage_buffers(int(counts.max())))
+        change = be.step_change(dp, self.T, self.T_odd, self.T_even, counts)
+        accept, failed = np.zeros(nb, np.uint8), {}
+        for b, plan in plans.items():
+            try:
+                accept[b] = self.lanes[b]._judge(plan, float(change[b]))
+            except BlowUp as exc:
+                failed[b] = exc
+        be.commit(dp, counts, accept, self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        dts = np.array([plans[b].dt if accept[b] else 0.0 for b in range(nb)] if plans else np.zeros(nb))
+        if self.dose is not None and accept.any():
+            _, T_min, thresholds, time_below = self.dose
+            be.track(dp, self.T_prev, self.T, dts, T_min, thresholds, time_below)
+        reached = []
+        for b, plan in plans.items():
+            if not accept[b]:
+                continue
+            lane = self.lanes[b]
+            lane._accepted(plan)
+            on_step = requests[b][1]
+            try:
+                if on_step is not None:
+                    on_step(self.T_prev[dp.lane(b)], plan.dt)
+            except Exception as exc:  # this variant fails; the others go on
+                failed[b] = exc
+                continue
+            if lane._reached(requests[b][0]):
+                reached.append(b)
+        return reached, failed
+
+    def _stage_buffers(self, stages: int) -> list[tuple]:
+        """The buffers of stages 1..``stages``: stage j writes Y[(j - 1) % 3] and T_odd (j odd) or T_even."""
+        H, L0, L, Y = self.H, self.L0, self.L, self.Y
+        # L0 = F(Y_0); Y_1 = Y_0 + mu~_1 dt L0 (forward Euler: a1 = 1, b1 = dt)
+        plan = [(self.T, L0, Y[0], self.T_odd, H, H, H, L0)]
+        for j in range(2, stages + 1):
+            T_in = self.T_odd if (j - 1) % 2 else self.T_even
+            # L = F(Y_{j-1}); Y_j = mu Y_{j-1} + nu Y_{j-2} + (1 - mu - nu) Y_0 + mu~ dt L + gamma~ dt L0
+            plan.append((T_in, L, Y[(j - 1) % 3], self.T_even if j % 2 == 0 else self.T_odd, Y[(j - 2) % 3],
+                         Y[(j - 3) % 3] if j >= 3 else H, H, L0))
+        return plan
+
+    def track_doses(self, levels: list[float]) -> tuple:
+        """Start the dose trackers (running minimum, time below each of ``levels``) of every variant, from the
+        current temperatures, or return those already running (every variant must follow the same levels)."""
+        if self.dose is None:
+            be = self.backend
+            T_min = be.to_device(be.to_host(self.T))
+            thresholds = be.to_device(np.asarray(levels, self.dtype))
+            time_below = be.to_device(np.zeros((len(levels), self.dp.n_nodes * self.size), self.dtype))
+            self.dose = (list(levels), T_min, thresholds, time_below)
+        elif self.dose[0] != list(levels):
+            raise ValueError(f"the variants of an ensemble must track the same dose levels ({self.dose[0]} and "
+                             f"{list(levels)})")
+        return self.dose
+
+    def warm_up(self) -> None:
+        """Compile (or load from Numba's cache) every stepping kernel on the real arrays; the state is unchanged."""
+        if self.warm:
+            return
+        be, dp, nb = self.backend, self.dp, self.size
+        none = np.zeros(nb, np.int32)
+        be.rkl2_stages(dp, np.zeros((2, nb, 5)), np.ones(nb, np.int32), [(self.T, self.L, self.Y[2], self.T_even,
+                                                                            self.H, self.H, self.H, self.L)])
+        be.temperature(dp, self.H, self.T_even)
+        be.step_change(dp, self.T, self.T_odd, self.T_even, none)
+        be.commit(dp, none, np.zeros(nb, np.uint8), self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        levels = self.dose[0] if self.dose else [0.0]
+        scratch = be.to_device(np.zeros((len(levels), dp.n_nodes * nb), self.dtype))
+        be.track(dp, self.T, self.T, np.zeros(nb), be.to_device(be.to_host(self.T)),
+                 be.to_device(np.asarray(levels, self.dtype)), scratch)
+        be.synchronize()
+        self.warm = True
+
+
+@dataclass
+class PlannedStep:
+    """One variant's part of an ensemble step: its length, whether it ends the segment, its stages and their
+    coefficient rows (s + 1, 5)."""
+
+    t_end: float
+    dt: float
+    proposed: float
+    remaining: float
+    stages: int
+    rows: np.ndarray
+
+
 class Stepper:
-    """Advances nodal enthalpy on a backend through absolute simulated time.
+    """Advances the nodal enthalpy of one problem on a backend through absolute simulated time.
+
+    A stepper is one variant of an :class:`Ensemble`: on its own (this constructor) it is an ensemble of one,
+    and :meth:`advance_to` steps it; in an ensemble of many, ``Ensemble.lanes[b]``, the ensemble's
+    :meth:`Ensemble.step` does.
 
     Parameters
     ----------
@@ -169,19 +336,24 @@ class Stepper:
 
     def __init__(self, backend: Backend, problem: Problem, H0: np.ndarray, control: StepControl,
                  dtype=np.float64, t0: float = 0.0):
-        self.backend, self.problem, self.dtype = backend, problem, np.dtype(dtype)
+        Ensemble(backend, [problem], [H0], [control], dtype, t0, members=[self])
+
+    def _join(self, ensemble: Ensemble, variant: int, problem: Problem, control: StepControl, t0: float) -> None:
+        self.ensemble, self.variant, self.problem = ensemble, variant, problem
+        self.backend, self.dtype, self.dp = ensemble.backend, ensemble.dtype, ensemble.dp
         self.control, self.dt, self.t = control, control.stable_dt, float(t0)
-        self.dp = backend.load(problem, self.dtype)
-        backend.upload_boundaries(self.dp, problem.boundary_state(None), self.dtype)  # until the driver sets a phase
-        n = problem.n_nodes
-        self.H = backend.to_device(H0.astype(self.dtype))
-        self.T = backend.empty(n, self.dtype)
-        backend.temperature(self.dp, self.H, self.T)
-        # scratch: three rotating stage values, two ping-pong stage temperatures, L(Y_0) and L(Y_{j-1})
-        self.Y = [backend.empty(n, self.dtype) for _ in range(3)]
-        self.T_stage = [backend.empty(n, self.dtype) for _ in range(2)]
-        self.L0, self.L = backend.empty(n, self.dtype), backend.empty(n, self.dtype)
         self.stats = StepStats()
+        self.load_boundaries(problem.boundary_state(None))  # until the driver sets a phase
+
+    @property
+    def lane(self) -> slice:
+        """This variant's entries in the ensemble's arrays."""
+        return self.dp.lane(self.variant)
+
+    @property
+    def T(self) -> Any:
+        """The current temperature (a backend array: a view into the ensemble's)."""
+        return self.ensemble.T[self.lane]
 
     def set_boundaries(self, state: BoundaryState, restart: bool = True) -> None:
         """Make ``state`` the boundary conditions; fixed nodes jump to their temperature.
@@ -193,125 +365,116 @@ class Stepper:
             self.dt = self.control.stable_dt
         self.load_boundaries(state)
         if state.fixed.any():
-            H = self.backend.to_host(self.H)
+            ens, be = self.ensemble, self.backend
+            H = be.read_lane(self.dp, ens.H, self.variant)
             H[state.fixed] = self.problem.enthalpy(state.fixed_temperature)[state.fixed]
-            self.backend.update(self.H, H.astype(self.dtype))  # in place: every buffer keeps its identity
-            self.backend.temperature(self.dp, self.H, self.T)
+            be.write_lane(self.dp, ens.H, self.variant, H.astype(self.dtype))
+            be.temperature(self.dp, ens.H, ens.T)  # T = T(H) holds for every other variant: theirs is unchanged
 
     def load_boundaries(self, state: BoundaryState) -> None:
         """Make ``state`` the boundary arrays the operator applies, leaving the solution as it is (a resume)."""
-        self.backend.upload_boundaries(self.dp, state, self.dtype)
+        self.backend.upload_boundaries(self.dp, state, self.dtype, self.variant)
 
     def advance_to(self, t_end: float, on_step: Callable[[Any, float], None] | None = None) -> None:
         """Integrate to the absolute time ``t_end`` (s), hit exactly, with adaptive steps (:class:`StepControl`).
 
         After each accepted step, ``on_step(T_previous, dt)`` is called with the temperature before the
         step (a backend array, valid during the call) and the step's length; :attr:`T` is the new one.
+        Only this variant steps (its ensemble's others wait).
         """
-        c = self.control
-        # the tolerance depends on t_end alone, so a run resumed mid-way takes the very same steps
-        while t_end - self.t > 1e-12 * max(abs(t_end), 1e-6):
-            proposed = min(self.dt, c.dt_limit())
-            remaining = t_end - self.t
-            dt = remaining if remaining <= proposed else min(proposed, 0.5 * remaining)
-            if c.scheme == "euler":
-                H_new, T_new = self.step_euler(dt)
-                applications = 1
-            else:
-                applications = c.stages or rkl2_stages(dt, c.stable_dt)
-                H_new, T_new = self.step_rkl2(dt, applications)
-            self.stats.operator_applications += applications
-            change = self.backend.max_abs_difference(self.T, T_new)
-            if not change <= self.control.blow_up_change:  # also NaN: a non-finite state compares false
-                raise BlowUp(self.t, dt, change, self._worst_node(T_new))
-            factor = min(2.0, max(0.5, 0.9 * c.max_change / max(change, 1e-30)))
-            if change > 1.5 * c.max_change and dt > c.stable_dt * (1 + 1e-9):
-                self.dt = max(c.stable_dt, dt * c.max_change / change)  # reject: the state is untouched
-                self.stats.rejected += 1
-                continue
-            T_previous = self._accept(H_new, T_new)
-            self.t = t_end if remaining <= proposed else self.t + dt
-            self.dt = max(c.stable_dt, (proposed if dt < proposed else dt) * factor)
-            if on_step is not None:
-                on_step(T_previous, dt)
+        while not self._reached(t_end):
+            _, failed = self.ensemble.step({self.variant: (t_end, on_step)})
+            if failed:
+                raise failed[self.variant]
 
     def advance(self, duration: float, on_step: Callable[[Any, float], None] | None = None) -> None:
         """Integrate over ``duration`` seconds from the current time (:meth:`advance_to`)."""
         self.advance_to(self.t + duration, on_step)
 
-    def step_rkl2(self, dt: float, stages: int):
-        """One RKL2 step with ``stages`` stages (:func:`rkl2_stage_table`); returns the candidate (H, T).
+    def _reached(self, t_end: float) -> bool:
+        # the tolerance depends on t_end alone, so a run resumed mid-way takes the very same steps
+        return not t_end - self.t > 1e-12 * max(abs(t_end), 1e-6)
 
-        The whole step goes to the backend at once (:meth:`~cryofield.backends.base.Backend.rkl2_stages`):
-        the buffers of each stage and the coefficient table.
-        """
-        prev2, prev, T_prev = self.H, self.Y[0], self.T_stage[0]
-        # L0 = F(Y_0); Y_1 = Y_0 + mu~_1 dt L0
-        plan = [(self.T, self.L0, prev, T_prev, self.H, self.H, self.H, self.L0)]
-        for j in range(2, stages + 1):
-            new = next(y for y in self.Y if y is not prev and y is not prev2)
-            T_new = self.T_stage[j % 2 == 0]
-            # L = F(Y_{j-1}); Y_j = mu Y_{j-1} + nu Y_{j-2} + (1 - mu - nu) Y_0 + mu~ dt L + gamma~ dt L0
-            plan.append((T_prev, self.L, new, T_new, prev, prev2, self.H, self.L0))
-            prev2, prev, T_prev = prev, new, T_new
-        self.backend.rkl2_stages(self.dp, rkl2_stage_table(stages, dt), plan)
-        return prev, T_prev
+    def _plan_step(self, t_end: float) -> PlannedStep:
+        """The next step towards ``t_end``: at most the current step size, the segment's end hit exactly."""
+        c = self.control
+        proposed = min(self.dt, c.dt_limit())
+        remaining = t_end - self.t
+        dt = remaining if remaining <= proposed else min(proposed, 0.5 * remaining)
+        if c.scheme == "euler":
+            rows = np.array([[0.0] * 5, [1.0, 0.0, 0.0, dt, 0.0]])  # H + dt F(H)
+        else:
+            rows = rkl2_stage_table(c.stages or rkl2_stages(dt, c.stable_dt), dt)
+        return PlannedStep(t_end, dt, proposed, remaining, rows.shape[0] - 1, rows)
 
-    def step_euler(self, dt: float):
-        """One forward-Euler step: H <- H + dt F(H)."""
-        be, dp = self.backend, self.dp
-        be.stage(dp, self.T, self.L0, self.Y[0], self.T_stage[0], (1.0, 0.0, 0.0, dt, 0.0), self.H, self.H, self.H,
-                 self.L0)
-        return self.Y[0], self.T_stage[0]
+    def _judge(self, plan: PlannedStep, change: float) -> bool:
+        """Accept the step or shrink the step size (True: accept); raise :class:`BlowUp` on an impossible change."""
+        c = self.control
+        self.stats.operator_applications += plan.stages
+        if not change <= c.blow_up_change:  # also NaN: a non-finite state compares false
+            raise BlowUp(self.t, plan.dt, change, self._worst_node(plan.stages))
+        self._factor = min(2.0, max(0.5, 0.9 * c.max_change / max(change, 1e-30)))
+        if change > 1.5 * c.max_change and plan.dt > c.stable_dt * (1 + 1e-9):
+            self.dt = max(c.stable_dt, plan.dt * c.max_change / change)  # reject: the state is untouched
+            self.stats.rejected += 1
+            return False
+        return True
 
-    def warm_up(self) -> None:
-        """Compile (or load from Numba's cache) the stepping kernels on the real arrays; the state is unchanged."""
-        be, dp, scratch = self.backend, self.dp, self.Y[2]
-        be.stage(dp, self.T, self.L, scratch, self.T_stage[1], (1.0, 0.0, 0.0, 0.0, 0.0), self.H, self.H, self.H,
-                 self.L)
-        be.temperature(dp, self.H, self.T_stage[1])
-        be.max_abs_difference(self.T, self.T_stage[1])
-        be.synchronize()
-
-    def _accept(self, H_new, T_new):
-        """Make the last stage the new state by swapping buffers (no copies); returns the previous temperature."""
-        T_previous = self.T
-        self.Y[_position(self.Y, H_new)] = self.H
-        self.T_stage[_position(self.T_stage, T_new)] = self.T
-        self.H, self.T = H_new, T_new
+    def _accepted(self, plan: PlannedStep) -> None:
+        """Advance the clock and the step size after an accepted step (its result is already the state)."""
+        self.t = plan.t_end if plan.remaining <= plan.proposed else self.t + plan.dt  # a segment's end hit exactly
+        self.dt = max(self.control.stable_dt, (plan.proposed if plan.dt < plan.proposed else plan.dt) * self._factor)
         self.stats.steps += 1
-        return T_previous
 
-    def _worst_node(self, T_new) -> int:
+    def _worst_node(self, stages: int) -> int:
         """The node whose candidate temperature is non-finite or changed most (host side; only on failure)."""
-        old, new = self.backend.to_host(self.T).astype(float), self.backend.to_host(T_new).astype(float)
+        ens, be = self.ensemble, self.backend
+        candidate = ens.T_even if stages % 2 == 0 else ens.T_odd
+        old = be.read_lane(self.dp, ens.T, self.variant).astype(float)
+        new = be.read_lane(self.dp, candidate, self.variant).astype(float)
         change = np.where(np.isfinite(new), np.abs(new - old), np.inf)
         return int(np.argmax(change))
 
+    def warm_up(self) -> None:
+        """Compile (or load from Numba's cache) the stepping kernels on the real arrays; the state is unchanged."""
+        self.ensemble.warm_up()
+
+    def track_doses(self, levels: list[float]) -> None:
+        """Have the ensemble track this variant's running minimum and time below ``levels`` after every step."""
+        self.ensemble.track_doses(levels)
+
+    def dose_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) running minimum temperature and (K, N) time below each level, host arrays in the run's dtype."""
+        be, (_, T_min, _, time_below) = self.backend, self.ensemble.dose
+        rows = [be.read_lane(self.dp, time_below[k], self.variant) for k in range(time_below.shape[0])]
+        return be.read_lane(self.dp, T_min, self.variant), np.array(rows).reshape(len(rows), self.problem.n_nodes)
+
+    def restore_doses(self, T_min: np.ndarray, time_below: np.ndarray) -> None:
+        """Put :meth:`dose_arrays` back (a resumed run)."""
+        be, (_, T_min_all, _, time_below_all) = self.backend, self.ensemble.dose
+        be.write_lane(self.dp, T_min_all, self.variant, np.asarray(T_min, self.dtype))
+        for k in range(time_below_all.shape[0]):
+            be.write_lane(self.dp, time_below_all[k], self.variant, np.asarray(time_below[k], self.dtype))
+
     def state(self) -> dict:
         """Everything that determines the next steps, as host arrays and numbers (for checkpoints)."""
-        be = self.backend
-        return {"H": be.to_host(self.H), "T": be.to_host(self.T), "t": self.t, "dt": self.dt,
-                "steps": self.stats.steps, "rejected": self.stats.rejected,
+        be, ens = self.backend, self.ensemble
+        return {"H": be.read_lane(self.dp, ens.H, self.variant), "T": be.read_lane(self.dp, ens.T, self.variant),
+                "t": self.t, "dt": self.dt, "steps": self.stats.steps, "rejected": self.stats.rejected,
                 "operator_applications": self.stats.operator_applications}
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state`: the same arrays bit for bit, so the run takes the very same steps."""
-        be = self.backend
-        self.H = be.to_device(np.asarray(state["H"], self.dtype))
-        self.T = be.to_device(np.asarray(state["T"], self.dtype))
+        be, ens = self.backend, self.ensemble
+        be.write_lane(self.dp, ens.H, self.variant, np.asarray(state["H"], self.dtype))
+        be.write_lane(self.dp, ens.T, self.variant, np.asarray(state["T"], self.dtype))
         self.t, self.dt = float(state["t"]), float(state["dt"])
         self.stats = StepStats(int(state["steps"]), int(state["rejected"]), int(state["operator_applications"]))
 
     def temperature_host(self) -> np.ndarray:
         """Current nodal temperature (°C) as a float64 host array."""
-        return self.backend.to_host(self.T).astype(float)
+        return self.backend.read_lane(self.dp, self.ensemble.T, self.variant).astype(float)
 
     def enthalpy_host(self) -> np.ndarray:
         """Current nodal enthalpy (J/m³) as a float64 host array."""
-        return self.backend.to_host(self.H).astype(float)
-
-
-def _position(buffers: list, buffer) -> int:
-    """Index of ``buffer`` in ``buffers`` by identity (arrays do not compare with ==)."""
-    return next(i for i, b in enumerate(buffers) if b is buffer)
+        return self.backend.read_lane(self.dp, self.ensemble.H, self.variant).astype(float)

@@ -72,7 +72,7 @@ boundaries:
 outputs: {snapshot_interval: 1, metrics_interval: 0.5, fields: [temperature, enthalpy]}
 solver: {max_dt: 0.5, precision: PRECISION}
 """
-KERNELS = ("temperature", "apply_operator", "combine", "stage", "max_abs_difference", "track")
+KERNELS = ("temperature", "apply_operator", "combine", "stage", "step_change", "commit", "track")
 
 
 def _tiny(precision: str = "float64"):
@@ -92,10 +92,16 @@ def _kernel_outputs(backend, problem, state, inputs: dict[str, np.ndarray]) -> d
     be.apply_operator(dp, dev["T"], out["L"])
     be.combine(dp, out["Y"], out["TY"], coefs, dev["H"], dev["H2"], dev["H3"], dev["L1"], dev["L0"])
     be.stage(dp, dev["T"], out["Ls"], out["Ys"], out["TYs"], coefs, dev["H"], dev["H2"], dev["H3"], dev["L0"])
-    be.track(dev["T"], dev["T2"], 0.3, dev["T_min"], be.to_device(np.array([-20.0, -40.0])), dev["below"])
+    be.track(dp, dev["T"], dev["T2"], np.array([0.3]), dev["T_min"], be.to_device(np.array([-20.0, -40.0])),
+             dev["below"])
     host = {k: be.to_host(v) for k, v in out.items()}
     host["T_min"], host["below"] = be.to_host(dev["T_min"]), be.to_host(dev["below"])
-    host["max_abs_difference"] = np.array([be.max_abs_difference(dev["T"], dev["T2"])])
+    host["step_change"] = np.concatenate([be.step_change(dp, dev["T"], dev["T2"], dev["T"], np.array([s], np.int32))
+                                          for s in (1, 2)])
+    committed = {k: be.to_device(inputs[k]) for k in ("H", "T", "T2")}
+    be.commit(dp, np.array([2], np.int32), np.array([1], np.uint8), committed["H"], committed["T"], committed["T2"],
+              (dev["H2"], dev["H3"], dev["H"]), dev["T"], dev["T_min"])
+    host |= {f"commit_{k}": be.to_host(v) for k, v in committed.items()}
     return host
 
 
@@ -123,7 +129,8 @@ def kernel_differences() -> dict[str, float]:
     return {"temperature": diff["T"], "apply_operator": diff["L"] * dt / c_min,
             "combine": max(diff["Y"] / c_min, diff["TY"]),
             "stage": max(diff["Ls"] * dt / c_min, diff["Ys"] / c_min, diff["TYs"]),
-            "max_abs_difference": diff["max_abs_difference"], "track": max(diff["T_min"], diff["below"])}
+            "step_change": diff["step_change"], "track": max(diff["T_min"], diff["below"]),
+            "commit": max(diff["commit_H"] / c_min, diff["commit_T"], diff["commit_T2"])}
 
 
 def run_differences(out_dir: Path) -> dict:

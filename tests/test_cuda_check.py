@@ -144,16 +144,21 @@ def _kernel_signatures(dtype) -> dict:
 
     i4, n, e, scalar = np.int32, 10, 20, typeof(dtype(1.0))
     mats = (a((6, 2, 3)), a((2, 2), i4))
+    layout = (int64,) * 4  # n, ne or nb ..., the layout scalars
+    u1 = np.uint8
     return {
-        "element_flux": (a(n), a((e, 4), i4), a((e, 6)), a(e, i4), *mats, a((e, 4))),
-        "node_rate": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, np.uint8),
-                      mats[0], a(n), typeof(1.0)),
-        "node_stage": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, np.uint8), *mats,
-                       a((64, 5)), *(a(n),) * 7, typeof(1.0), int64),
-        "temperature": (a(n), a(n, i4), *mats, a(n)),
-        "combine": (*(a(n),) * 7, a(n, i4), *mats, *(scalar,) * 5),
-        "track": (a(n), a(n), a(n), a(2), a((2, n)), scalar),
-        "max_abs_difference": (a(n), a(n), a(1024, np.float64)),
+        "element_flux": (a(n), a((e, 4), i4), a((e, 6)), a(e, i4), *mats, a((e, 4)), a(2, i4), int64, *layout, int64),
+        "node_rate": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), mats[0], a(2),
+                      a(n), *layout, int64),
+        "node_stage": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), *mats, a(2),
+                       a((64, 2, 5)), a(2, i4), *(a(n),) * 7, int64, *layout, int64),
+        "temperature": (a(n), a(n, i4), *mats, a(n), *(int64,) * 4),
+        "combine": (*(a(n),) * 7, a(n, i4), *mats, *(scalar,) * 5, *(int64,) * 4),
+        "track": (a(n), a(n), a(n), a(2), a((2, n)), a(2), *(int64,) * 3),
+        "commit": (a(2, i4), a(2, u1), *(a(n),) * 8, *(int64,) * 3),
+        "step_change": (a(n), a(n), a(n), a(2, i4), a((2, 1024), np.float64), *(int64,) * 3),
+        "lane_out": (a(n), a(n), int64, int64),
+        "lane_in": (a(n), a(n), int64, int64),
     }
 
 

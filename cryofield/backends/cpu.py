@@ -21,70 +21,104 @@ from .base import Backend, DeviceProblem
 k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 
 
+# Every loop covers the n * nb work items of an ensemble in the layout's order (kernels.split); item t of a
+# per-node loop is address t itself (kernels.at(split(t)) == t), so only the node i and the variant b are derived.
 @njit(parallel=True, cache=True)
-def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux):
-    """flux[e] for every element (:func:`cryofield.kernels.element_flux_at`)."""
+def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, j, n, ne, nb, vf, n_mat):
+    """flux[e, b] for every element of every variant taking part in stage j (:func:`cryofield.kernels.element_flux_at`)."""
     k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
-    for e in prange(tets.shape[0]):
-        k.element_flux_at(e, T, tets, edge_coef, elem_mat, k_T, k_k, k_n, flux)
+    for t in prange(ne * nb):
+        e, b = k.split(t, ne, nb, vf)
+        if counts[b] >= j:
+            k.element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, flux, n, ne, nb, vf)
 
 
 @njit(parallel=True, cache=True)
-def node_rate_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, Ta, out):
-    """out_i = dH_i/dt for every node (:func:`cryofield.kernels.node_rate_at`)."""
+def node_rate_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, arterial, out, n, ne, nb, vf,
+                   n_mat):
+    """out = dH/dt for every node of every variant (:func:`cryofield.kernels.node_rate_at`)."""
     lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
-    for i in prange(T.shape[0]):
-        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat,
-                                solidus, liquidus, fixed, robin_coef, robin_rhs)
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        out[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
+                                n_mat, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, nb, vf)
 
 
 @njit(parallel=True, cache=True)
-def node_stage_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, L, out, T_out, Y1, Y2,
-                    Y0, L0, Ta, a1, a2, a0, b1, b0):
-    """L_i = dH_i/dt, then out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i and T_out_i = T(out_i)."""
+def node_stage_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, arterial, L, out, T_out,
+                    Y1, Y2, Y0, L0, table, counts, j, n, ne, nb, vf, n_mat):
+    """L = dH/dt, then out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L + b0 L0 and T_out = T(out), with variant b's
+    coefficients ``table[j, b]``, for the variants taking part in stage j."""
     lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for i in prange(T.shape[0]):
-        L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, solidus,
-                              liquidus, fixed, robin_coef, robin_rhs)
-        # L_i is read back from storage (L0 may alias L), as in the unfused apply-then-combine
-        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        if counts[b] < j:
+            continue
+        L[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
+                              n_mat, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, nb, vf)
+        # L_t is read back from storage (L0 may alias L), as in the unfused apply-then-combine
+        c = table[j, b]
+        k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L,
+                     c[K.B0], L0, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
-def temperature_loop(H, node_mat, mat_f, mat_n, T):
-    """T_i = T(H_i)."""
+def temperature_loop(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
+    """T = T(H), every variant."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for i in prange(H.shape[0]):
-        T[i] = k.temperature_of(H[i], node_mat[i], h_T, h_H, h_n, h_slope)
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        T[t] = k.temperature_of(H[t], node_mat[i] + b * n_mat, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
-def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
+def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0, n, nb, vf, n_mat):
     """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.combine_at`)."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for i in prange(out.shape[0]):
-        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, h_T, h_H, h_n, h_slope)
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, h_T, h_H, h_n,
+                     h_slope)
 
 
 @njit(parallel=True, cache=True)
-def track_loop(T_old, T_new, dt, T_min, thresholds, time_below):
-    """Running minimum and time below each threshold (:func:`cryofield.kernels.track_at`)."""
-    for i in prange(T_new.shape[0]):
-        k.track_at(i, T_old, T_new, dt, T_min, thresholds, time_below)
+def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
+    """(B,) per variant max |T_s - T| (:func:`cryofield.kernels.change_at`), NaN-propagating."""
+    part = np.zeros((chunks, nb))
+    for c in prange(chunks):
+        for t in range(c * n * nb // chunks, (c + 1) * n * nb // chunks):
+            i, b = k.split(t, n, nb, vf)
+            s = counts[b]
+            if s > 0:
+                part[c, b] = k.nan_max(part[c, b], k.change_at(t, s, T, T_odd, T_even))
+    out = np.zeros(nb)
+    for c in range(chunks):
+        for b in range(nb):
+            out[b] = k.nan_max(out[b], part[c, b])
+    return out
 
 
 @njit(parallel=True, cache=True)
-def max_abs_difference_loop(a, b):
-    """max_i |a_i - b_i|."""
-    m = 0.0
-    for i in prange(a.shape[0]):
-        m = max(m, abs(a[i] - b[i]))
-    return m
+def commit_loop(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
+    """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        if accept[b]:
+            k.commit_at(t, counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
+
+
+@njit(parallel=True, cache=True)
+def track_loop(T_old, T_new, dt, T_min, thresholds, time_below, n, nb, vf):
+    """Running minimum and time below each threshold of every variant with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
+    for t in prange(n * nb):
+        i, b = k.split(t, n, nb, vf)
+        if dt[b] > 0:
+            k.track_at(t, T_old, T_new, dt[b], T_min, thresholds, time_below)
 
 
 class CpuBackend(Backend):
@@ -107,25 +141,48 @@ class CpuBackend(Backend):
         return np.empty(shape, dtype=dtype)
 
     def temperature(self, dp: DeviceProblem, H, T):
-        temperature_loop(H, dp.node_mat, dp.mat_f, dp.mat_n, T)
+        n, _, nb, vf = dp.layout
+        temperature_loop(H, dp.node_mat, dp.mat_f, dp.mat_n, T, n, nb, vf, dp.n_materials)
 
     def apply_operator(self, dp: DeviceProblem, T, out):
-        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux)
+        n, ne, nb, vf = dp.layout
+        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux, _everyone(nb), 1, n, ne,
+                          nb, vf, dp.n_materials)
         node_rate_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
-                       dp.arterial_temperature, out)
+                       dp.arterial, out, n, ne, nb, vf, dp.n_materials)
 
     def combine(self, dp: DeviceProblem, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
+        n, _, nb, vf = dp.layout
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n, a1, a2, a0, b1, b0)
+        combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n, a1, a2, a0, b1, b0, n, nb, vf,
+                     dp.n_materials)
 
-    def stage(self, dp: DeviceProblem, T, L, out, T_out, coefs, Y1, Y2, Y0, L0):
-        a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux)
-        node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
-                        dp.mat_n, L, out, T_out, Y1, Y2, Y0, L0, dp.arterial_temperature, a1, a2, a0, b1, b0)
+    def rkl2_stages(self, dp: DeviceProblem, table, counts, stages):
+        n, ne, nb, vf = dp.layout
+        table = np.ascontiguousarray(table, dtype=stages[0][2].dtype)
+        counts = np.ascontiguousarray(counts, dtype=np.int32)
+        for j, (T, L, out, T_out, Y1, Y2, Y0, L0) in enumerate(stages, start=1):
+            element_flux_loop(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux, counts, j, n, ne,
+                              nb, vf, dp.n_materials)
+            node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
+                            dp.mat_n, dp.arterial, L, out, T_out, Y1, Y2, Y0, L0, table, counts, j, n, ne, nb, vf,
+                            dp.n_materials)
 
-    def max_abs_difference(self, a, b):
-        return float(max_abs_difference_loop(a, b))
+    def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
+        n, _, nb, vf = dp.layout
+        chunks = max(1, min(n * nb, 4 * numba.get_num_threads()))
+        return step_change_loop(T, T_odd, T_even, np.ascontiguousarray(counts, np.int32), n, nb, vf, chunks)
 
-    def track(self, T_old, T_new, dt, T_min, thresholds, time_below):
-        track_loop(T_old, T_new, T_new.dtype.type(dt), T_min, thresholds, time_below)
+    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):
+        n, _, nb, vf = dp.layout
+        commit_loop(np.ascontiguousarray(counts, np.int32), np.ascontiguousarray(accept, np.uint8), H, T, T_prev, *Y,
+                    T_odd, T_even, n, nb, vf)
+
+    def track(self, dp: DeviceProblem, T_old, T_new, dt, T_min, thresholds, time_below):
+        n, _, nb, vf = dp.layout
+        track_loop(T_old, T_new, np.ascontiguousarray(dt, T_new.dtype), T_min, thresholds, time_below, n, nb, vf)
+
+
+def _everyone(nb: int) -> np.ndarray:
+    """Stage counts that let every variant take part in stage 1 (an operator application on its own)."""
+    return np.ones(nb, np.int32)

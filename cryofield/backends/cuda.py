@@ -95,83 +95,122 @@ COEF_RING = 64
 k = kernels.render(cuda.jit(device=True), f"{__name__}.bodies")
 
 
-# -- kernels: scalar arguments last (see Launcher) ------------------------------------------------------------------
-def element_flux(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux):
-    """flux[e] for one element per thread (:func:`cryofield.kernels.element_flux_at`)."""
-    e = cuda.grid(1)
-    if e < tets.shape[0]:
-        k.element_flux_at(e, T, tets, edge_coef, elem_mat, mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N], flux)
+# -- kernels: scalar arguments last (see Launcher); one thread per work item (i, b) of the n * nb in the layout's
+# order (kernels.split), whose address is the item's index itself ---------------------------------------------------
+def element_flux(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, j, n, ne, nb, vf, n_mat):
+    """flux[e, b] for the variants taking part in stage j (:func:`cryofield.kernels.element_flux_at`)."""
+    t = cuda.grid(1)
+    if t < ne * nb:
+        e, b = k.split(t, ne, nb, vf)
+        if counts[b] >= j:
+            k.element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N],
+                              flux, n, ne, nb, vf)
 
 
-def node_rate(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, out, Ta):
-    """out_i = dH_i/dt (:func:`cryofield.kernels.node_rate_at`)."""
-    i = cuda.grid(1)
-    if i < T.shape[0]:
-        out[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
-                                node_data[K.METABOLIC], Ta, node_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1],
-                                fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS])
+def node_rate(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, arterial, out, n, ne, nb, vf, n_mat):
+    """out = dH/dt (:func:`cryofield.kernels.node_rate_at`), every variant."""
+    t = cuda.grid(1)
+    if t < n * nb:
+        i, b = k.split(t, n, nb, vf)
+        out[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
+                                node_data[K.METABOLIC], arterial, node_mat, n_mat, mat_f[K.PHASE, :, 0],
+                                mat_f[K.PHASE, :, 1], fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS], n, ne, nb,
+                                vf)
 
 
-def node_stage(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, coefs, L, out, T_out, Y1, Y2,
-               Y0, L0, Ta, j):
-    """L_i = dH_i/dt; out_i = a1 Y1_i + a2 Y2_i + a0 Y0_i + b1 L_i + b0 L0_i; T_out_i = T(out_i); the
-    coefficients are row ``j`` of the device table ``coefs``."""
-    i = cuda.grid(1)
-    if i >= T.shape[0]:
+def node_stage(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, mat_n, arterial, coefs, counts, L, out,
+               T_out, Y1, Y2, Y0, L0, j, n, ne, nb, vf, n_mat):
+    """L = dH/dt; out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L + b0 L0; T_out = T(out), for the variants taking part in
+    stage j, with variant b's coefficients ``coefs[j, b]`` (a device table)."""
+    t = cuda.grid(1)
+    if t >= n * nb:
         return
-    L[i] = k.node_rate_at(i, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
-                          node_data[K.METABOLIC], Ta, node_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1], fixed,
-                          node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS])
-    # L_i is read back, rounded to the storage precision as the unfused path does; L0 may alias L
-    c = coefs[j]
-    k.combine_at(i, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L, c[K.B0], L0, node_mat,
-                 mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
+    i, b = k.split(t, n, nb, vf)
+    if counts[b] < j:
+        return
+    L[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
+                          node_data[K.METABOLIC], arterial, node_mat, n_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1],
+                          fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS], n, ne, nb, vf)
+    # L_t is read back, rounded to the storage precision as the unfused path does; L0 may alias L
+    c = coefs[j, b]
+    k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L, c[K.B0],
+                 L0, mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
-def temperature(H, node_mat, mat_f, mat_n, T):
-    """T_i = T(H_i)."""
-    i = cuda.grid(1)
-    if i < H.shape[0]:
-        T[i] = k.temperature_of(H[i], node_mat[i], mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
+def temperature(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
+    """T = T(H), every variant."""
+    t = cuda.grid(1)
+    if t < n * nb:
+        i, b = k.split(t, n, nb, vf)
+        T[t] = k.temperature_of(H[t], node_mat[i] + b * n_mat, mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N],
+                                mat_f[K.H_SLOPE])
 
 
-def combine(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
-    """One RKL stage's vector update and T(H) (:func:`cryofield.kernels.combine_at`)."""
-    i = cuda.grid(1)
-    if i < out.shape[0]:
-        k.combine_at(i, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, node_mat, mat_f[K.H_T], mat_f[K.H_H],
-                     mat_n[K.H_N], mat_f[K.H_SLOPE])
+def combine(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0, n, nb, vf, n_mat):
+    """One stage's vector update and T(H) with the same coefficients for every variant (:func:`cryofield.kernels.combine_at`)."""
+    t = cuda.grid(1)
+    if t < n * nb:
+        i, b = k.split(t, n, nb, vf)
+        k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, mat_f[K.H_T],
+                     mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
-def track(T_old, T_new, T_min, thresholds, time_below, dt):
-    """Running minimum and time below each threshold (:func:`cryofield.kernels.track_at`)."""
-    i = cuda.grid(1)
-    if i < T_new.shape[0]:
-        k.track_at(i, T_old, T_new, dt, T_min, thresholds, time_below)
+def track(T_old, T_new, T_min, thresholds, time_below, dt, n, nb, vf):
+    """Running minimum and time below each threshold of the variants with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
+    t = cuda.grid(1)
+    if t < n * nb:
+        i, b = k.split(t, n, nb, vf)
+        if dt[b] > 0:
+            k.track_at(t, T_old, T_new, dt[b], T_min, thresholds, time_below)
 
 
-def max_abs_difference(a, b, partial):
-    """partial[block] = max |a_i - b_i| over the nodes that the block's threads stride over."""
+def commit(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
+    """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
+    t = cuda.grid(1)
+    if t < n * nb:
+        i, b = k.split(t, n, nb, vf)
+        if accept[b]:
+            k.commit_at(t, counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
+
+
+def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
+    """partial[b, block] = max |T_s - T| of variant b = blockIdx.y over the nodes the block's threads stride over."""
     cache = cuda.shared.array(REDUCE_THREADS, float64)
-    tid = cuda.threadIdx.x
+    tid, b = cuda.threadIdx.x, cuda.blockIdx.y
+    s = counts[b]
     m = 0.0
-    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-        m = max(m, abs(a[i] - b[i]))
+    if s > 0:
+        for i in range(cuda.blockIdx.x * REDUCE_THREADS + tid, n, cuda.gridDim.x * REDUCE_THREADS):
+            m = k.nan_max(m, k.change_at(k.at(i, b, n, nb, vf), s, T, T_odd, T_even))
     cache[tid] = m
     cuda.syncthreads()
     step = REDUCE_THREADS // 2
     while step > 0:
         if tid < step:
-            cache[tid] = max(cache[tid], cache[tid + step])
+            cache[tid] = k.nan_max(cache[tid], cache[tid + step])
         cuda.syncthreads()
         step //= 2
     if tid == 0:
-        partial[cuda.blockIdx.x] = cache[0]
+        partial[b, cuda.blockIdx.x] = cache[0]
+
+
+def lane_out(src, dst, start, stride):
+    """dst[i] = src[start + i * stride]: one variant's entries into a contiguous array."""
+    i = cuda.grid(1)
+    if i < dst.shape[0]:
+        dst[i] = src[start + i * stride]
+
+
+def lane_in(src, dst, start, stride):
+    """dst[start + i * stride] = src[i]: a contiguous array into one variant's entries."""
+    i = cuda.grid(1)
+    if i < src.shape[0]:
+        dst[start + i * stride] = src[i]
 
 
 #: The kernels' Python functions, by name.
-KERNEL_FUNCTIONS = {f.__name__: f for f in (element_flux, node_rate, node_stage, temperature, combine, track,
-                                            max_abs_difference)}
+KERNEL_FUNCTIONS = {f.__name__: f for f in (element_flux, node_rate, node_stage, temperature, combine, track, commit,
+                                            step_change, lane_out, lane_in)}
 #: The kernels as the backend launches them (disk-cached, FMA contraction as NVVM does by default).
 KERNELS = {name: cuda.jit(cache=True)(f) for name, f in KERNEL_FUNCTIONS.items()}
 _exact_kernels: dict | None = None
@@ -285,7 +324,7 @@ class Launcher:
             self._config_class, self._cooperative = LaunchConfig, ("is_cooperative" if CUDA_CORE_GE_1_0
                                                                    else "cooperative_launch")
 
-    def __call__(self, kernel, blocks: int, threads: int, arrays: tuple, scalars: tuple = (), target=None) -> None:
+    def __call__(self, kernel, blocks: int | tuple, threads: int, arrays: tuple, scalars: tuple = (), target=None) -> None:
         """Launch on the default stream, or into ``target`` (a ``cuda.core`` GraphBuilder being captured)."""
         if self.prepared:
             entry = self._entries.get((id(kernel), blocks, threads, *map(id, arrays)))
@@ -306,8 +345,9 @@ class Launcher:
         if self.prepared:
             self._prepare(kernel, blocks, threads, arrays, scalars)
 
-    def _config(self, blocks: int, threads: int):
-        return self._config_class(grid=(blocks, 1, 1), block=(threads, 1, 1), shmem_size=0,
+    def _config(self, blocks: int | tuple, threads: int):
+        grid = (*blocks, 1, 1)[:3] if isinstance(blocks, tuple) else (blocks, 1, 1)
+        return self._config_class(grid=grid, block=(threads, 1, 1), shmem_size=0,
                                   **{self._cooperative: False})
 
     def _prepare(self, kernel, blocks: int, threads: int, arrays: tuple, scalars: tuple) -> None:
@@ -442,9 +482,9 @@ class CudaBackend(Backend):
         self._graphs = StepGraphs(_switch(graphs, "CRYOFIELD_CUDA_GRAPHS"))
         if self._graphs.enabled and not self._launch.prepared:
             self._graphs.disable(f"graphs need prepared launches, which are off ({self._launch.why})")
-        self._partial = cuda.device_array(REDUCE_BLOCKS, np.float64)
-        self._partial_host = cuda.pinned_array(REDUCE_BLOCKS, np.float64)
-        self._coefs: dict = {}  # dtype -> (device table, pinned ring)
+        self._partial: dict = {}  # variants -> (device, pinned) per-block maxima of the step change
+        self._uploads: dict = {}  # (name, dtype, trailing shape) -> (device array, pinned ring)
+        self._lanes: dict = {}  # (size, dtype) -> contiguous scratch of one variant's entries
         self._ring = 0
 
     @property
@@ -481,99 +521,148 @@ class CudaBackend(Backend):
             "fma": exact,
         }
 
+    def read_lane(self, dp: DeviceProblem, array, b):
+        size = array.shape[0] // dp.n_variants
+        if dp.n_variants == 1:
+            return array.copy_to_host()
+        out = self._lane_scratch(size, array.dtype)
+        start, stride = (b, dp.n_variants) if dp.variant_fastest else (b * size, 1)
+        self._launch(self._k["lane_out"], _blocks(size), THREADS, (array, out), (start, stride))
+        return out.copy_to_host()
+
+    def write_lane(self, dp: DeviceProblem, array, b, host):
+        size = array.shape[0] // dp.n_variants
+        host = np.ascontiguousarray(host, dtype=array.dtype)
+        if dp.n_variants == 1:
+            array.copy_to_device(host)
+            return
+        src = self._lane_scratch(size, array.dtype)
+        src.copy_to_device(host)
+        start, stride = (b, dp.n_variants) if dp.variant_fastest else (b * size, 1)
+        self._launch(self._k["lane_in"], _blocks(size), THREADS, (src, array), (start, stride))
+
+    def _lane_scratch(self, size: int, dtype):
+        key = (size, np.dtype(dtype))
+        if key not in self._lanes:
+            self._lanes[key] = cuda.device_array(size, dtype)
+        return self._lanes[key]
+
     # -- kernels ------------------------------------------------------------------------------------------------------
     def temperature(self, dp: DeviceProblem, H, T):
-        self._launch(self._k["temperature"], _blocks(dp.n_nodes), THREADS, (H, dp.node_mat, dp.mat_f, dp.mat_n, T))
+        n, _, nb, vf = dp.layout
+        self._launch(self._k["temperature"], _blocks(n * nb), THREADS, (H, dp.node_mat, dp.mat_f, dp.mat_n, T),
+                     (n, nb, vf, dp.n_materials))
 
     def apply_operator(self, dp: DeviceProblem, T, out):
-        self._element_flux(dp, T)
-        self._launch(self._k["node_rate"], _blocks(dp.n_nodes), THREADS,
-                     (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, out),
-                     (dp.arterial_temperature,))
+        n, ne, nb, vf = dp.layout
+        self._element_flux(dp, T, self._upload("everyone", np.ones(nb, np.int32)), 1)
+        self._launch(self._k["node_rate"], _blocks(n * nb), THREADS,
+                     (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
+                      dp.arterial, out), (n, ne, nb, vf, dp.n_materials))
 
     def combine(self, dp: DeviceProblem, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
+        n, _, nb, vf = dp.layout
         a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
-        self._launch(self._k["combine"], _blocks(dp.n_nodes), THREADS,
-                     (out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n), (a1, a2, a0, b1, b0))
+        self._launch(self._k["combine"], _blocks(n * nb), THREADS,
+                     (out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n),
+                     (a1, a2, a0, b1, b0, n, nb, vf, dp.n_materials))
 
-    def stage(self, dp: DeviceProblem, T, L, out, T_out, coefs, Y1, Y2, Y0, L0):
-        table = np.zeros((2, 5))
-        table[1] = coefs
-        self._stages(dp, self._upload_coefficients(table, out.dtype), [(T, L, out, T_out, Y1, Y2, Y0, L0)])
-
-    def rkl2_stages(self, dp: DeviceProblem, table, stages):
-        coefs = self._upload_coefficients(table, stages[0][2].dtype)
+    def rkl2_stages(self, dp: DeviceProblem, table, counts, stages):
+        coefs = self._upload("coefs", np.asarray(table, stages[0][2].dtype))
+        counts = self._upload("counts", np.asarray(counts, np.int32))
         graphs = self._graphs
         if not graphs.enabled:
-            self._stages(dp, coefs, stages)
+            self._stages(dp, coefs, counts, stages)
             return
-        key = (id(dp), id(coefs), *(id(a) for stage in stages for a in stage))
+        key = (id(dp), id(coefs), id(counts), *(id(a) for stage in stages for a in stage))
         graph = graphs.get(key)
         if graph is not None:
             graph.launch(self._launch._stream)
             return
-        self._stages(dp, coefs, stages)
+        self._stages(dp, coefs, counts, stages)
         if graphs.second_sighting(key):
-            self._capture(key, dp, coefs, stages)
+            self._capture(key, dp, coefs, counts, stages)
 
-    def max_abs_difference(self, a, b):
-        blocks = min(REDUCE_BLOCKS, max(1, math.ceil(a.shape[0] / REDUCE_THREADS)))
-        self._launch(self._k["max_abs_difference"], blocks, REDUCE_THREADS, (a, b, self._partial))
+    def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
+        n, _, nb, vf = dp.layout
+        blocks = max(1, min(REDUCE_BLOCKS // nb, math.ceil(n / REDUCE_THREADS)))
+        partial = self._partial.get(nb)
+        if partial is None:
+            partial = self._partial[nb] = (cuda.device_array((nb, REDUCE_BLOCKS), np.float64),
+                                           cuda.pinned_array((nb, REDUCE_BLOCKS), np.float64))
+        device, host = partial
+        self._launch(self._k["step_change"], (blocks, nb), REDUCE_THREADS,
+                     (T, T_odd, T_even, self._upload("counts", np.asarray(counts, np.int32)), device), (n, nb, vf))
         if self._launch.prepared:  # synchronous: waits for the step's kernels
             from numba.cuda.cudadrv.driver import driver
 
-            driver.cuMemcpyDtoH(self._partial_host.ctypes.data, self._partial.device_ctypes_pointer.value, blocks * 8)
+            driver.cuMemcpyDtoH(host.ctypes.data, device.device_ctypes_pointer.value, host.nbytes)
         else:
-            self._partial.copy_to_host(self._partial_host)
-        return float(self._partial_host[:blocks].max())
+            device.copy_to_host(host)
+        return np.max(host[:, :blocks], axis=1)  # NaN propagates
 
-    def track(self, T_old, T_new, dt, T_min, thresholds, time_below):
-        self._launch(self._k["track"], _blocks(T_new.shape[0]), THREADS, (T_old, T_new, T_min, thresholds, time_below),
-                     (T_new.dtype.type(dt),))
+    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):
+        n, _, nb, vf = dp.layout
+        self._launch(self._k["commit"], _blocks(n * nb), THREADS,
+                     (self._upload("counts", np.asarray(counts, np.int32)),
+                      self._upload("accept", np.asarray(accept, np.uint8)), H, T, T_prev, *Y, T_odd, T_even),
+                     (n, nb, vf))
+
+    def track(self, dp: DeviceProblem, T_old, T_new, dt, T_min, thresholds, time_below):
+        n, _, nb, vf = dp.layout
+        self._launch(self._k["track"], _blocks(n * nb), THREADS,
+                     (T_old, T_new, T_min, thresholds, time_below, self._upload("dt", np.asarray(dt, T_new.dtype))),
+                     (n, nb, vf))
 
     # -- internals ----------------------------------------------------------------------------------------------------
-    def _element_flux(self, dp: DeviceProblem, T, target=None) -> None:
-        self._launch(self._k["element_flux"], _blocks(dp.n_elems), THREADS,
-                     (T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux), target=target)
+    def _element_flux(self, dp: DeviceProblem, T, counts, j, target=None) -> None:
+        n, ne, nb, vf = dp.layout
+        self._launch(self._k["element_flux"], _blocks(ne * nb), THREADS,
+                     (T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux, counts),
+                     (j, n, ne, nb, vf, dp.n_materials), target=target)
 
-    def _stages(self, dp: DeviceProblem, coefs, stages, target=None) -> None:
+    def _stages(self, dp: DeviceProblem, coefs, counts, stages, target=None) -> None:
         """The launches of ``stages`` (stage j reads row j of ``coefs``), or their capture into ``target``."""
-        node_stage_kernel, blocks = self._k["node_stage"], _blocks(dp.n_nodes)
+        n, ne, nb, vf = dp.layout
+        node_stage_kernel, blocks = self._k["node_stage"], _blocks(n * nb)
         for j, (T, L, out, T_out, Y1, Y2, Y0, L0) in enumerate(stages, start=1):
-            self._element_flux(dp, T, target)
+            self._element_flux(dp, T, counts, j, target)
             self._launch(node_stage_kernel, blocks, THREADS,
                          (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
-                          dp.mat_n, coefs, L, out, T_out, Y1, Y2, Y0, L0), (dp.arterial_temperature, j), target)
+                          dp.mat_n, dp.arterial, coefs, counts, L, out, T_out, Y1, Y2, Y0, L0),
+                         (j, n, ne, nb, vf, dp.n_materials), target)
 
-    def _upload_coefficients(self, table: np.ndarray, dtype: np.dtype):
-        """Copy ``table`` (rows of stage coefficients) into the device table for ``dtype``; returns that table.
+    def _upload(self, name: str, host: np.ndarray):
+        """Copy the small host array ``host`` into the device array kept for ``name`` (and its dtype and trailing
+        shape); returns that array, whose identity stays the same from call to call (prepared launches, graphs).
 
         The copy is queued on the default stream from a pinned buffer, so it lands after the kernels
-        before it have read the previous table; a ring of pinned buffers lets the host run ahead.
+        before it have read the previous contents; a ring of pinned buffers lets the host run ahead. The
+        leading axis grows to a power of two as needed (rows of a coefficient table).
         """
-        dtype = np.dtype(dtype)
-        rows = table.shape[0]
-        device, ring = self._coefs.get(dtype, (None, None))
+        key = (name, host.dtype, host.shape[1:])
+        rows = host.shape[0]
+        device, ring = self._uploads.get(key, (None, None))
         if device is None or device.shape[0] < rows:
-            capacity = max(64, 2 ** math.ceil(math.log2(rows)))
-            device = cuda.device_array((capacity, 5), dtype)
-            ring = [cuda.pinned_array((capacity, 5), dtype) for _ in range(COEF_RING)]
-            self._coefs[dtype] = device, ring
+            capacity = max(8, 2 ** math.ceil(math.log2(max(rows, 1))))
+            device = cuda.device_array((capacity, *host.shape[1:]), host.dtype)
+            ring = [cuda.pinned_array((capacity, *host.shape[1:]), host.dtype) for _ in range(COEF_RING)]
+            self._uploads[key] = device, ring
         self._ring = (self._ring + 1) % COEF_RING
         if self._ring == 0:
             cuda.synchronize()  # every pinned buffer is free again
-        host = ring[self._ring]
-        host[:rows] = table
+        pinned = ring[self._ring]
+        pinned[:rows] = host
+        nbytes = host.nbytes
         if self._launch.prepared:  # numba-cuda's driver wrapper raises on error; 0: the default stream
             from numba.cuda.cudadrv.driver import driver
 
-            driver.cuMemcpyHtoDAsync(device.device_ctypes_pointer.value, host.ctypes.data, rows * 5 * dtype.itemsize,
-                                     0)
+            driver.cuMemcpyHtoDAsync(device.device_ctypes_pointer.value, pinned.ctypes.data, nbytes, 0)
         else:
-            device.copy_to_device(host)
+            device.copy_to_device(pinned)
         return device
 
-    def _capture(self, key, dp: DeviceProblem, coefs, stages) -> None:
+    def _capture(self, key, dp: DeviceProblem, coefs, counts, stages) -> None:
         """Capture the launches of ``stages`` into a CUDA graph (the step has just run with plain launches)."""
         graphs = self._graphs
         try:
@@ -584,7 +673,7 @@ class CudaBackend(Backend):
             builder = device.create_graph_builder()
             builder.begin_building()
             try:
-                self._stages(dp, coefs, stages, target=builder)
+                self._stages(dp, coefs, counts, stages, target=builder)
             finally:
                 builder.end_building()
             graph = builder.complete()
@@ -600,4 +689,4 @@ class CudaBackend(Backend):
         except Exception as exc:
             graphs.disable(f"capturing a step failed ({type(exc).__name__}: {exc})")
             return
-        graphs.add(key, graph, [dp, coefs, *{id(a): a for stage in stages for a in stage}.values()])
+        graphs.add(key, graph, [dp, coefs, counts, *{id(a): a for stage in stages for a in stage}.values()])
