@@ -228,30 +228,25 @@ def frozen_stepper(problem, case, precision: str, backend="cuda", **options) -> 
 
 
 class StepTimer:
-    """What :meth:`Stepper.advance_to` runs per accepted step (stages, reduction, dose tracker), repeatable."""
+    """What an accepted step costs (stages, reduction, commit, dose tracker), repeatable: Ensemble.uniform_step."""
 
     def __init__(self, stepper: Stepper, stages: int):
-        be, n = stepper.backend, stepper.problem.n_nodes
-        self.stepper, self.stages = stepper, stages
+        self.ensemble, self.stages = stepper.ensemble, stages
         self.dt = rkl2_max_dt(stages, stepper.control.stable_dt)
-        self.T_min = be.to_device(be.to_host(stepper.T))
-        self.thresholds = be.to_device(np.array([-20.0, -40.0][:THRESHOLDS], stepper.dtype))
-        self.time_below = be.to_device(np.zeros((THRESHOLDS, n), stepper.dtype))
+        self.ensemble.track_doses([-20.0, -40.0][:THRESHOLDS])
 
     def stages_only(self) -> None:
-        self.stepper.step_rkl2(self.dt, self.stages)
+        self.ensemble.uniform_step(self.dt, self.stages, accept=False)
 
     def step(self) -> None:
-        s, be = self.stepper, self.stepper.backend
-        _, T_new = s.step_rkl2(self.dt, self.stages)
-        be.max_abs_difference(s.T, T_new)
-        be.track(s.T, T_new, self.dt, self.T_min, self.thresholds, self.time_below)
+        self.ensemble.uniform_step(self.dt, self.stages)
 
 
 def run_operator(stepper: Stepper, count: int) -> None:
     """``count`` operator applications back to back."""
+    ens = stepper.ensemble
     for _ in range(count):
-        stepper.backend.apply_operator(stepper.dp, stepper.T, stepper.L)
+        stepper.backend.apply_operator(stepper.dp, ens.T, ens.L)
 
 
 def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: float, shared: Shared | None = None
@@ -267,7 +262,7 @@ def throughput(cells: int, precision: str, stages: int, repeats: int, copy_Bps: 
     t_op = gpu_time(lambda: run_operator(stepper, stages), repeats) / stages
     t_stage = gpu_time(timer.stages_only, repeats) / stages
     t_step = wall_time(timer.step, repeats)
-    t_snapshot = wall_time(lambda: be.to_host(stepper.T), repeats)
+    t_snapshot = wall_time(stepper.temperature_host, repeats)
     return {"cells": cells, "nodes": n, "elements": e, "precision": precision, "stages": stages,
             "setup_s": setup, "operator_s": t_op, "stage_s": t_stage, "step_s": t_step,
             "dof_steps_per_s": n * stages / t_step, "stage_bytes": kernels.stage_bytes(n, e, d),
@@ -314,7 +309,8 @@ def _stand_in_problem(n: int, e: int, dtype) -> types.SimpleNamespace:
         n_nodes=n, n_elems=e, tets=_stand_in((e, 4), i4), edge_coef=_stand_in((e, 6), f), elem_mat=_stand_in(e, i4),
         node_mat=_stand_in(n, i4), node_ptr=_stand_in(n + 1, np.int64), node_slot=_stand_in(4 * e, i4),
         node_data=_stand_in((5, n), f), fixed=_stand_in(n, np.uint8), mat_f=_stand_in((6, m, p), f),
-        mat_n=_stand_in((2, m), i4), arterial_temperature=37.0, flux=_stand_in((e, 4), f),
+        mat_n=_stand_in((2, m), i4), arterial=_stand_in(1, f), flux=_stand_in((e, 4), f), n_variants=1,
+        variant_fastest=0, n_materials=m, layout=(n, e, 1, 0), arterial_temperature=37.0,
         # before packing: one array per quantity
         lumped=_stand_in(n, f), perfusion=_stand_in(n, f), metabolic=_stand_in(n, f), robin_coef=_stand_in(n, f),
         robin_rhs=_stand_in(n, f), h_T=_stand_in((m, p), f), h_H=_stand_in((m, p), f), h_n=_stand_in(m, i4),
@@ -350,12 +346,14 @@ def _stage_arguments_before(dp, bufs) -> list[tuple]:
              c, Y0, c, c, L0, dp.h_T, dp.h_H, dp.h_n, dp.h_slope)]
 
 
-def _stage_arguments_packed(dp, bufs, coefs) -> list[tuple]:
-    """The two launches of a stage now (what CudaBackend._stages passes): 7 and 19 arguments (17 arrays)."""
+def _stage_arguments_packed(dp, bufs, coefs, counts) -> list[tuple]:
+    """The two launches of a stage now (what CudaBackend._stages passes): 14 and 25 arguments (8 and 19 arrays,
+    then the stage number and the ensemble layout)."""
     T, L, out, T_out, Y1, Y2, Y0, L0 = bufs
-    return [(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux),
-            (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, dp.mat_n, coefs, L,
-             out, T_out, Y1, Y2, Y0, L0, dp.arterial_temperature, 1)]
+    scalars = (1, *dp.layout, dp.n_materials)
+    return [(T, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux, counts, *scalars),
+            (T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, dp.mat_n,
+             dp.arterial, coefs, counts, L, out, T_out, Y1, Y2, Y0, L0, *scalars)]
 
 
 def _per_call(fn, count: int, batches: int = 5) -> float:
@@ -381,8 +379,8 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
 
     dp = _stand_in_problem(1000, 5000, np.float64)
     bufs = tuple(_stand_in(1000, np.float64) for _ in range(8))
-    coefs = _stand_in((64, 5), np.float64)
-    before, packed = _stage_arguments_before(dp, bufs), _stage_arguments_packed(dp, bufs, coefs)
+    coefs, counts = _stand_in((64, 1, 5), np.float64), _stand_in(1, np.int32)
+    before, packed = _stage_arguments_before(dp, bufs), _stage_arguments_packed(dp, bufs, coefs, counts)
     t_before = sum(_per_call(lambda a=a: _dispatcher_launch_work(a), count) for a in before)
     t_packed = sum(_per_call(lambda a=a: _dispatcher_launch_work(a), count) for a in packed)
 
@@ -392,8 +390,8 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
     launcher._stream = None
     launcher._core_launch = lambda stream, config, kernel, *args: ParamHolder(args)  # all but the driver call
     marshal = types.SimpleNamespace(extensions=[])
-    for kernel, args, n_arrays in ((cb.KERNELS["element_flux"], packed[0], 7), (cb.KERNELS["node_stage"], packed[1],
-                                                                                 17)):
+    for kernel, args, n_arrays in ((cb.KERNELS["element_flux"], packed[0], 8), (cb.KERNELS["node_stage"], packed[1],
+                                                                                 19)):
         flat, retr, convert = [], [], []
         for value in args[:n_arrays]:
             _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, flat)
@@ -402,13 +400,14 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
             _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, one)
             convert.append(type(one[0]))
         config = LaunchConfig(grid=(40, 1, 1), block=(128, 1, 1), shmem_size=0, is_cooperative=False)
-        blocks = cb._blocks(dp.n_elems if n_arrays == 7 else dp.n_nodes)
+        blocks = cb._blocks(dp.n_elems if n_arrays == 8 else dp.n_nodes)
         launcher._entries[(id(kernel), blocks, cb.THREADS, *map(id, args[:n_arrays]))] = cb._Prepared(
             flat, tuple(convert), None, config)
     backend = types.SimpleNamespace(_k=cb.KERNELS, _launch=launcher)
-    backend._element_flux = lambda dp_, T, target=None: cb.CudaBackend._element_flux(backend, dp_, T, target)
+    backend._element_flux = lambda dp_, T, counts_, j, target=None: cb.CudaBackend._element_flux(backend, dp_, T,
+                                                                                                 counts_, j, target)
     plan = [bufs] * stages
-    t_prepared = _per_call(lambda: cb.CudaBackend._stages(backend, dp, coefs, plan), count // stages) / stages
+    t_prepared = _per_call(lambda: cb.CudaBackend._stages(backend, dp, coefs, counts, plan), count // stages) / stages
     misses = len(launcher._entries) - 2
     table = _per_call(lambda: rkl2_stage_table(stages, 0.5), count)
     return {"stages": stages, "before_s": t_before, "packed_dispatcher_s": t_packed, "prepared_s": t_prepared,

@@ -149,6 +149,8 @@ class EnsembleReport:
     variant_steps: int
     operator_applications: int
     notes: list[str] = field(default_factory=list)
+    #: Per variant, the size of the ensemble it ran in (0: it did not run).
+    ensemble_of: list[int] = field(default_factory=list)
 
     @property
     def variant_steps_per_s(self) -> float:
@@ -180,7 +182,7 @@ def run_ensemble(cases: list[Case], out_dirs: list[str | Path], backend: str | N
             results[i] = InputError("this variant does not share the ensemble's mesh (another mesh, numbering, "
                                     "tissues or precision): run it on its own", source=cases[i].source, key="mesh")
     members = [i for i in plans if results[i] is None]
-    report = EnsembleReport(results, [], 0.0, 0, 0)
+    report = EnsembleReport(results, [], 0.0, 0, 0, ensemble_of=[0] * len(cases))
     if not members:
         return report
     n, itemsize = plans[members[0]].problem.n_nodes, plans[members[0]].dtype.itemsize
@@ -223,6 +225,7 @@ def _run_chunk(plans: list[Plan], out_dirs: list[Path], backend: Backend, varian
         report.stepping_s += time.perf_counter() - t0
         report.sizes.append(len(plans))
         for i, plan, out, staging, outcome, lane in zip(indices, plans, out_dirs, stagings, outcomes, ensemble.lanes):
+            report.ensemble_of[i] = len(plans)
             report.variant_steps += lane.stats.steps
             report.operator_applications += lane.stats.operator_applications
             if isinstance(outcome, BaseException):

@@ -255,6 +255,22 @@ class Ensemble:
                 reached.append(b)
         return reached, failed
 
+    def uniform_step(self, dt: float, stages: int, accept: bool = True) -> None:
+        """Every variant takes one ``stages``-stage RKL2 step of ``dt`` without step control (for benchmarks): the
+        passes and, with ``accept``, the change reduction, the commit and the dose trackers, as an accepted
+        step of :meth:`step` costs. The variants' clocks and statistics do not move."""
+        be, dp, nb = self.backend, self.dp, self.size
+        counts = np.full(nb, stages, np.int32)
+        table = np.repeat(rkl2_stage_table(stages, dt)[:, None, :], nb, axis=1)
+        be.rkl2_stages(dp, table, counts, self._stage_buffers(stages))
+        if not accept:
+            return
+        be.step_change(dp, self.T, self.T_odd, self.T_even, counts)
+        be.commit(dp, counts, np.ones(nb, np.uint8), self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        if self.dose is not None:
+            _, T_min, thresholds, time_below = self.dose
+            be.track(dp, self.T_prev, self.T, np.full(nb, dt), T_min, thresholds, time_below)
+
     def _stage_buffers(self, stages: int) -> list[tuple]:
         """The buffers of stages 1..``stages``: stage j writes Y[(j - 1) % 3] and T_odd (j odd) or T_even."""
         H, L0, L, Y = self.H, self.L0, self.L, self.Y

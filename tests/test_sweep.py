@@ -71,6 +71,7 @@ def test_grid_on_a_local_cluster_matches_single_runs_and_resumes(tmp_path, capsy
     assert [(r["protocol.0.duration"], r["protocol.0.temperature"]) for r in rows] == [
         (30, -40), (30, -70), (60, -40), (60, -70), (120, -40), (120, -70)]
     assert all(r["run"] == 1 and r["attempts"] == 1 and r["solver_s"] > 0 and r["backend"] == "cpu" for r in rows)
+    assert [r["ensemble"] for r in rows] == [3] * 6  # one mesh: two ensembles of three, one per worker
     lesion = {(r["protocol.0.duration"], r["protocol.0.temperature"]): r["lesion_whole_mm"] for r in rows}
     assert lesion[(30, -40)] < lesion[(30, -70)] < lesion[(120, -70)]  # longer and colder freezes reach further
     assert lesion[(30, -40)] < lesion[(60, -40)] < lesion[(120, -40)]
@@ -148,6 +149,21 @@ retries: 2
     bad = by_t[-40]
     assert bad["status"] == "failed" and bad["error_key"] == "solver.stages" and "unstable" in bad["error"]
     assert not result[0].complete
+
+
+def test_variants_are_grouped_into_ensembles_by_the_axes_that_change_the_mesh(cases_dir):
+    from cryofield.sweep.execute import ensemble_jobs
+
+    sweep = load_sweep(cases_dir / "sweep_gon_gap.yaml")  # gap (meshed into the phantom) x freeze length
+    variants = expand(sweep)
+    tasks = [{"key": v.key} for v in variants]
+    gap = {v.key: v.params["gap_mm"] for v in variants}
+    jobs = ensemble_jobs(sweep, variants, tasks, slots=1)
+    assert sorted(len(j) for j in jobs) == [4] * 4 and all(len({gap[t["key"]] for t in j}) == 1 for j in jobs)
+    assert [len(j) for j in ensemble_jobs(sweep, variants, tasks, slots=2)] == [2] * 8  # every worker has work
+    sweep.spec.ensemble_size = 1
+    assert [len(j) for j in ensemble_jobs(sweep, variants, tasks, slots=1)] == [1] * 16
+    assert [a.may_change_mesh for a in sweep.spec.axes] == [True, False]
 
 
 def test_bad_axis_path_and_out_of_range_value_exit_2_naming_the_axis(tmp_path, capsys):

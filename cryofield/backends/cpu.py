@@ -21,16 +21,16 @@ from .base import Backend, DeviceProblem
 k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 
 
-# Every loop covers the n * nb work items of an ensemble in the layout's order (kernels.split); item t of a
-# per-node loop is address t itself (kernels.at(split(t)) == t), so only the node i and the variant b are derived.
+# Every loop is one parallel loop over the nodes (or elements) with the variants inside, whatever the layout
+# (kernels.at gives the addresses): no division per item, the element's geometry read once for all its variants.
 @njit(parallel=True, cache=True)
 def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, j, n, ne, nb, vf, n_mat):
-    """flux[e, b] for every element of every variant taking part in stage j (:func:`cryofield.kernels.element_flux_at`)."""
+    """flux[e, b] for every element of every variant in stage j (:func:`cryofield.kernels.element_flux_at`)."""
     k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
-    for t in prange(ne * nb):
-        e, b = k.split(t, ne, nb, vf)
-        if counts[b] >= j:
-            k.element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, flux, n, ne, nb, vf)
+    for e in prange(ne):
+        for b in range(nb):
+            if counts[b] >= j:
+                k.element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, flux, n, ne, nb, vf)
 
 
 @njit(parallel=True, cache=True)
@@ -40,10 +40,11 @@ def node_rate_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat
     lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        out[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
-                                n_mat, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, nb, vf)
+    for i in prange(n):
+        for b in range(nb):
+            out[k.at(i, b, n, nb, vf)] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion,
+                                                        metabolic, arterial, node_mat, n_mat, solidus, liquidus, fixed,
+                                                        robin_coef, robin_rhs, n, ne, nb, vf)
 
 
 @njit(parallel=True, cache=True)
@@ -55,35 +56,36 @@ def node_stage_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, ma
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        if counts[b] < j:
-            continue
-        L[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
-                              n_mat, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, nb, vf)
-        # L_t is read back from storage (L0 may alias L), as in the unfused apply-then-combine
-        c = table[j, b]
-        k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L,
-                     c[K.B0], L0, h_T, h_H, h_n, h_slope)
+    for i in prange(n):
+        for b in range(nb):
+            if counts[b] < j:
+                continue
+            t = k.at(i, b, n, nb, vf)
+            L[t] = k.node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
+                                  n_mat, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, nb, vf)
+            # L_t is read back from storage (L0 may alias L), as in the unfused apply-then-combine
+            k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, table[j, b, K.A1], Y1, table[j, b, K.A2], Y2,
+                         table[j, b, K.A0], Y0, table[j, b, K.B1], L, table[j, b, K.B0], L0, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
 def temperature_loop(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
     """T = T(H), every variant."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        T[t] = k.temperature_of(H[t], node_mat[i] + b * n_mat, h_T, h_H, h_n, h_slope)
+    for i in prange(n):
+        for b in range(nb):
+            t = k.at(i, b, n, nb, vf)
+            T[t] = k.temperature_of(H[t], node_mat[i] + b * n_mat, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
 def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0, n, nb, vf, n_mat):
     """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.combine_at`)."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, h_T, h_H, h_n,
-                     h_slope)
+    for i in prange(n):
+        for b in range(nb):
+            k.combine_at(k.at(i, b, n, nb, vf), node_mat[i] + b * n_mat, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0,
+                         L0, h_T, h_H, h_n, h_slope)
 
 
 @njit(parallel=True, cache=True)
@@ -91,11 +93,11 @@ def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
     """(B,) per variant max |T_s - T| (:func:`cryofield.kernels.change_at`), NaN-propagating."""
     part = np.zeros((chunks, nb))
     for c in prange(chunks):
-        for t in range(c * n * nb // chunks, (c + 1) * n * nb // chunks):
-            i, b = k.split(t, n, nb, vf)
-            s = counts[b]
-            if s > 0:
-                part[c, b] = k.nan_max(part[c, b], k.change_at(t, s, T, T_odd, T_even))
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            for b in range(nb):
+                s = counts[b]
+                if s > 0:
+                    part[c, b] = k.nan_max(part[c, b], k.change_at(k.at(i, b, n, nb, vf), s, T, T_odd, T_even))
     out = np.zeros(nb)
     for c in range(chunks):
         for b in range(nb):
@@ -106,19 +108,19 @@ def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
 @njit(parallel=True, cache=True)
 def commit_loop(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
     """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        if accept[b]:
-            k.commit_at(t, counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
+    for i in prange(n):
+        for b in range(nb):
+            if accept[b]:
+                k.commit_at(k.at(i, b, n, nb, vf), counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
 
 
 @njit(parallel=True, cache=True)
 def track_loop(T_old, T_new, dt, T_min, thresholds, time_below, n, nb, vf):
-    """Running minimum and time below each threshold of every variant with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
-    for t in prange(n * nb):
-        i, b = k.split(t, n, nb, vf)
-        if dt[b] > 0:
-            k.track_at(t, T_old, T_new, dt[b], T_min, thresholds, time_below)
+    """Running minimum and time below each level, variants with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
+    for i in prange(n):
+        for b in range(nb):
+            if dt[b] > 0:
+                k.track_at(k.at(i, b, n, nb, vf), T_old, T_new, dt[b], T_min, thresholds, time_below)
 
 
 class CpuBackend(Backend):
@@ -170,7 +172,7 @@ class CpuBackend(Backend):
 
     def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
         n, _, nb, vf = dp.layout
-        chunks = max(1, min(n * nb, 4 * numba.get_num_threads()))
+        chunks = max(1, min(n, 4 * numba.get_num_threads()))
         return step_change_loop(T, T_odd, T_even, np.ascontiguousarray(counts, np.int32), n, nb, vf, chunks)
 
     def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):

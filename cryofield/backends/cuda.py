@@ -2,19 +2,23 @@
 
 Work layout
 -----------
-One thread per element for the element heat flows, one thread per node for everything else; the per-node
-sum of element contributions is a gather through the node → slot incidence list, exactly as on the CPU,
-so there are no atomics and a run is deterministic and sums in the CPU's order. The arithmetic of every
-kernel is the shared body in :mod:`cryofield.kernels` (and the laws of :mod:`cryofield.pointwise`),
-compiled here as device functions; this module only writes the launches.
+One thread per (element, variant) for the element heat flows, one thread per (node, variant) for
+everything else, in the order of the ensemble's layout (:func:`cryofield.kernels.split`: with the variants
+fastest, the threads of a warp read one element's geometry and consecutive variants' values); a single run
+is an ensemble of one. The per-node sum of element contributions is a gather through the node → slot
+incidence list, exactly as on the CPU, so there are no atomics and a run is deterministic and sums in the
+CPU's order. The arithmetic of every kernel is the shared body in :mod:`cryofield.kernels` (and the laws of
+:mod:`cryofield.pointwise`), compiled here as device functions; this module only writes the launches.
 
 Launches and host synchronisation
 ---------------------------------
-A stage of RKL2 is two launches: :func:`element_flux`, then :func:`node_stage`, which sums the flows,
-adds perfusion, metabolism and Robin terms and does the stage's vector update and T(H) in the same pass.
-A step of ``s`` stages is ``2 s + 2`` launches (the step-size reduction and the dose tracker) and one
-device → host transfer: the per-block maxima of the step's temperature change, which the host-side step
-control needs. Snapshots and metrics copy the temperature at output times only.
+A stage of RKL2 is two launches for the whole ensemble: :func:`element_flux`, then :func:`node_stage`,
+which sums the flows, adds perfusion, metabolism and Robin terms and does the stage's vector update and
+T(H) in the same pass; a variant takes part in its own stages only (``counts``). A step of ``s`` stages is
+``2 s + 3`` launches (the per-variant step-change reduction, the commit of the accepted variants and the
+dose tracker) and one device → host transfer: the per-variant, per-block maxima of the step's temperature
+change, which the host-side step control needs. Snapshots and metrics copy one variant's temperature at
+output times only (:func:`lane_out`).
 
 Host time per launch
 --------------------
@@ -22,9 +26,10 @@ On meshes below a few hundred thousand nodes a stage takes less GPU time than nu
 launch (typing every argument, then marshalling every array argument into the driver's parameter list:
 about 5 µs per array). Three things keep the host off the critical path:
 
-* packed arguments (:class:`~cryofield.backends.base.DeviceProblem`): the stage kernels take 7 and 17
-  arrays instead of 8 and 24, and the stage coefficients live in a small device table (one host → device
-  copy per step from pinned memory), so a kernel's arguments do not change from step to step;
+* packed arguments (:class:`~cryofield.backends.base.DeviceProblem`): the stage kernels take 8 and 19
+  arrays, and the stage coefficients and per-variant stage counts live in small device tables (one
+  host → device copy each per step from pinned memory), so a kernel's arguments do not change from step
+  to step;
 * prepared launches (:class:`Launcher`): the first launch of a kernel with a given set of arrays goes
   through numba-cuda's dispatcher, which compiles and marshals; the marshalled argument list (made by
   numba-cuda's own ``_Kernel._prepare_args``) is kept, and later launches with the same arrays pass it
@@ -132,9 +137,9 @@ def node_stage(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, 
                           node_data[K.METABOLIC], arterial, node_mat, n_mat, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1],
                           fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS], n, ne, nb, vf)
     # L_t is read back, rounded to the storage precision as the unfused path does; L0 may alias L
-    c = coefs[j, b]
-    k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, c[K.A1], Y1, c[K.A2], Y2, c[K.A0], Y0, c[K.B1], L, c[K.B0],
-                 L0, mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE])
+    k.combine_at(t, node_mat[i] + b * n_mat, out, T_out, coefs[j, b, K.A1], Y1, coefs[j, b, K.A2], Y2,
+                 coefs[j, b, K.A0], Y0, coefs[j, b, K.B1], L, coefs[j, b, K.B0], L0, mat_f[K.H_T], mat_f[K.H_H],
+                 mat_n[K.H_N], mat_f[K.H_SLOPE])
 
 
 def temperature(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
@@ -147,7 +152,7 @@ def temperature(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
 
 
 def combine(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0, n, nb, vf, n_mat):
-    """One stage's vector update and T(H) with the same coefficients for every variant (:func:`cryofield.kernels.combine_at`)."""
+    """A stage's vector update and T(H), one set of coefficients for all (:func:`cryofield.kernels.combine_at`)."""
     t = cuda.grid(1)
     if t < n * nb:
         i, b = k.split(t, n, nb, vf)
@@ -156,7 +161,7 @@ def combine(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, 
 
 
 def track(T_old, T_new, T_min, thresholds, time_below, dt, n, nb, vf):
-    """Running minimum and time below each threshold of the variants with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
+    """Running minimum and time below each level of the variants with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
     t = cuda.grid(1)
     if t < n * nb:
         i, b = k.split(t, n, nb, vf)
@@ -324,7 +329,8 @@ class Launcher:
             self._config_class, self._cooperative = LaunchConfig, ("is_cooperative" if CUDA_CORE_GE_1_0
                                                                    else "cooperative_launch")
 
-    def __call__(self, kernel, blocks: int | tuple, threads: int, arrays: tuple, scalars: tuple = (), target=None) -> None:
+    def __call__(self, kernel, blocks: int | tuple, threads: int, arrays: tuple, scalars: tuple = (),
+                 target=None) -> None:
         """Launch on the default stream, or into ``target`` (a ``cuda.core`` GraphBuilder being captured)."""
         if self.prepared:
             entry = self._entries.get((id(kernel), blocks, threads, *map(id, arrays)))

@@ -34,7 +34,7 @@ from .schema import LocalClusterSpec, LocalCudaClusterSpec, SlurmClusterSpec, Sw
 from .table import write_table
 from .uncertainty import format_probabilities, probabilities
 from .variants import Variant, expand
-from .worker import ROW_FILE, read_row, run_variant, write_row
+from .worker import ROW_FILE, read_row, run_variants, write_row
 
 SUMMARY = "summary.json"
 VARIANTS = "variants"
@@ -121,8 +121,33 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, scheduler: str | None = None
         notes.append(f"cluster: {where}")
         for task in tasks.values():
             task["threads"] = threads
-        interrupted = _drive(dask_client, list(tasks.values()), state, spec.retries, progress)
+        slots = max(1, sum(dask_client.nthreads().values()))
+        jobs = ensemble_jobs(sweep, variants, list(tasks.values()), slots)
+        if any(len(job) > 1 for job in jobs):
+            notes.append(f"ensembles: {len(tasks)} variant(s) in {len(jobs)} job(s) of at most "
+                         f"{max(len(j) for j in jobs)} (variants that share a mesh step together)")
+        interrupted = _drive(dask_client, jobs, state, spec.retries, progress)
     return state.result(time.perf_counter() - t0, interrupted=interrupted, notes=notes)
+
+
+def ensemble_jobs(sweep: Sweep, variants: list[Variant], tasks: list[dict], slots: int) -> list[list[dict]]:
+    """The tasks in jobs: the variants that agree on every axis that may change the mesh
+    (:attr:`~cryofield.sweep.schema.Axis.may_change_mesh`) form a group, cut into ensembles of at most
+    ``ensemble_size``, and into at least ``slots`` (the cluster's worker threads) where the group is big
+    enough, so that every worker has work. A variant that turns out not to share the mesh runs on its own
+    (:func:`~cryofield.sweep.worker.run_variants`)."""
+    spec = sweep.spec
+    mesh_columns = [a.column for a in spec.axes if a.may_change_mesh]
+    params = {v.key: v.params for v in variants}
+    groups: dict[str, list[dict]] = {}
+    for task in tasks:
+        key = repr([params[task["key"]].get(c) for c in mesh_columns])
+        groups.setdefault(key, []).append(task)
+    jobs = []
+    for group in groups.values():
+        size = max(1, min(spec.ensemble_size, -(-len(group) // slots)))
+        jobs += [group[i:i + size] for i in range(0, len(group), size)]
+    return jobs
 
 
 class _State:
@@ -182,30 +207,31 @@ class _State:
         return SweepResult(self.rows(), summary, dict(self.paths), interrupted, list(notes or []))
 
 
-def _drive(client, tasks: list[dict], state: _State, retries: int, progress: bool) -> bool:
-    """Submit ``tasks``, at most one per worker thread at a time, until every one has a row; True if interrupted."""
+def _drive(client, jobs: list[list[dict]], state: _State, retries: int, progress: bool) -> bool:
+    """Submit ``jobs`` (lists of tasks, run as one ensemble each), at most one per worker thread at a time, until
+    every task has a row; True if interrupted."""
     from distributed import wait
     from distributed.client import FutureCancelledError, FuturesCancelledError
     from distributed.scheduler import KilledWorker
     from tqdm.auto import tqdm
 
-    todo = deque(tasks)
-    in_flight: dict = {}  # future -> task
-    deaths: dict[str, int] = {}
+    todo = deque(jobs)
+    in_flight: dict = {}  # future -> job
+    deaths: dict[str, int] = {}  # by the job's first variant
     total = len(state.variants)
-    bar = tqdm(total=total, initial=total - len(tasks), unit="variant", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, desc=state.sweep.spec.name)
+    bar = tqdm(total=total, initial=total - sum(len(j) for j in jobs), unit="variant", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, desc=state.sweep.spec.name)
 
     def show(refresh: bool = True) -> None:
         c = state.counts()
-        bar.set_postfix_str(f"ok {c['ok']}, failed {c['failed']}, running {len(in_flight)}", refresh=refresh)
+        bar.set_postfix_str(f"ok {c['ok']}, failed {c['failed']}, running {len(state.running)}", refresh=refresh)
 
-    def submit(task: dict) -> None:
-        n = deaths.get(task["key"], 0)
-        future = client.submit(run_variant, task, key=f"cryofield-variant-{task['key']}-{state.run_no}-{n}",
-                               pure=False, retries=retries)
-        in_flight[future] = task
-        state.running.add(task["key"])
+    def submit(job: list[dict]) -> None:
+        n = deaths.get(job[0]["key"], 0)
+        key = f"cryofield-variant-{job[0]['key']}-{len(job)}-{state.run_no}-{n}"
+        future = client.submit(run_variants, job, key=key, pure=False, retries=retries)
+        in_flight[future] = job
+        state.running.update(task["key"] for task in job)
 
     def failed(task: dict, message: str) -> dict:
         row = {"key": task["key"], "run": state.run_no, "status": "failed", "error": message, "error_key": None,
@@ -231,27 +257,30 @@ def _drive(client, tasks: list[dict], state: _State, retries: int, progress: boo
                 state.running.clear()
                 return True
             for future in finished:
-                task = in_flight.pop(future)
+                job = in_flight.pop(future)
                 if future.status == "finished":
-                    state.finish(future.result())
+                    for row in future.result():
+                        state.finish(row)
                 else:
                     try:
                         exc = future.exception()
                     except FutureCancelledError as cancelled:
                         exc = cancelled
-                    if isinstance(exc, KilledWorker) and deaths.get(task["key"], 0) < retries:
-                        deaths[task["key"]] = deaths.get(task["key"], 0) + 1
-                        state.running.discard(task["key"])
-                        todo.appendleft(task)  # again, on whichever worker is free next
+                    first = job[0]["key"]
+                    if isinstance(exc, KilledWorker) and deaths.get(first, 0) < retries:
+                        deaths[first] = deaths.get(first, 0) + 1
+                        state.running.difference_update(task["key"] for task in job)
+                        todo.appendleft(job)  # again, on whichever worker is free next
                         continue
                     if isinstance(exc, KilledWorker):
-                        message = (f"its worker died {deaths.get(task['key'], 0) + 1} time(s) while running it "
+                        message = (f"its worker died {deaths.get(first, 0) + 1} time(s) while running it "
                                    "(killed, or out of memory)")
                     else:
                         message = f"{type(exc).__name__}: {exc}"
-                    state.finish(failed(task, message))
+                    for task in job:
+                        state.finish(failed(task, message))
                 show(refresh=False)
-                bar.update(1)
+                bar.update(len(job))
     except KeyboardInterrupt:
         client.cancel(list(in_flight))
         state.running.clear()

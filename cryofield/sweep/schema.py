@@ -134,6 +134,16 @@ class Axis(Strict):
         """The axis's column in the results table."""
         return self.name or self.paths[0]
 
+    @property
+    def may_change_mesh(self) -> bool:
+        """Whether a value of this axis can give another mesh: a ``mesh`` key, or a probe's ``placement`` or
+        ``surface`` (the needle is meshed into the phantom). Tissue, protocol, probe settings do not."""
+        for p in self.paths:
+            parts = p.split(".")
+            if parts[0] == "mesh" or (parts[0] == "probes" and len(parts) > 2 and parts[2] in ("placement", "surface")):
+                return True
+        return False
+
 
 def _memory_limit(value: str) -> str:
     if value != "auto" and not MEMORY_PATTERN.fullmatch(value):
@@ -239,6 +249,8 @@ class SweepSpec(Strict):
     axes: Annotated[list[Axis], Field(min_length=1)]
     backend: Literal["auto", "cpu", "cuda"] | None = None
     retries: Annotated[int, Field(ge=0, le=100)] = 2
+    #: Most variants stepped together as one ensemble (:mod:`cryofield.ensemble`) when they share a mesh; 1: never.
+    ensemble_size: Annotated[int, Field(ge=1, le=4096)] = 64
     target_nerve: str | None = None
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
     interval: Literal["wilson", "clopper-pearson"] = "wilson"

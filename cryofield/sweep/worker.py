@@ -9,7 +9,8 @@ the message; only running out of memory is raised, so that the scheduler retries
 
 Columns of a row (besides the axes, which the client adds): ``status`` (``ok``, ``failed``), ``error`` and
 ``error_key``, ``attempts`` (how many times a worker started the variant), ``wall_s`` (the whole variant on
-the worker), ``setup_s``, ``compile_s``, ``solver_s`` (time stepping), ``steps``, ``nodes``, ``backend``,
+the worker; for an ensemble, the whole ensemble's), ``ensemble`` (how many variants stepped together),
+``setup_s``, ``compile_s``, ``solver_s`` (time stepping), ``steps``, ``nodes``, ``backend``,
 ``device``, ``worker``, ``started_at``, ``finished_at``; and the outcomes:
 
 * per nerve ``N``: ``nerve.N.min_temperature_C``, ``nerve.N.lesion_whole_LEVEL_mm`` and
@@ -38,36 +39,86 @@ ATTEMPTS_FILE = ".attempts"
 
 
 def run_variant(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one variant (``task`` from :func:`cryofield.sweep.execute.task_of`) and return its row.
+    """Run one variant (``task`` from :func:`cryofield.sweep.execute.run_sweep`) and return its row.
 
     ``task`` keys: ``index``, ``key``, ``dir`` (its output directory), ``case_yaml``, ``source`` and
     ``base_dir`` (for :func:`~cryofield.case.parse_case`), ``backend``, ``threads`` (solver threads, or
     None to leave them), ``target_nerve``, ``run`` (which run of the sweep command this is).
     """
     from ..case import parse_case
-    from ..errors import InputError
     from ..runner import run_case
 
-    t0, started = time.perf_counter(), _now()
-    out = Path(task["dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    row: dict[str, Any] = {"key": task["key"], "run": task.get("run"), "attempts": _count_attempt(out),
-                           "worker": f"{socket.gethostname()}:{os.getpid()}", "started_at": started}
-    _set_threads(task.get("threads"))
+    t0, row = time.perf_counter(), _start(task)
     try:
         case = parse_case(task["case_yaml"], source=task["source"], base_dir=task["base_dir"])
-        report = run_case(case, out, backend=task.get("backend"), progress=False)
-        row |= {"status": "ok", "error": None, "error_key": None}
-        row |= outcomes(report.summary, task.get("target_nerve"))
+        outcome = run_case(case, Path(task["dir"]), backend=task.get("backend"), progress=False)
     except MemoryError:
         raise  # the scheduler retries it (on another worker)
-    except InputError as exc:
-        row |= {"status": "failed", "error": exc.message, "error_key": exc.key}
     except Exception as exc:  # a variant's failure must not stop the sweep
-        row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "error_key": None}
+        outcome = exc
+    return _finish(task, row | {"ensemble": 1}, outcome, t0)
+
+
+def run_variants(job: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the variants of ``job`` (tasks as :func:`run_variant` takes) as one ensemble
+    (:func:`cryofield.ensemble.run_ensemble`); their rows. A variant that does not share the first one's
+    mesh after all runs on its own; one of bad input gets its failed row, as alone."""
+    from ..case import parse_case
+    from ..ensemble import run_ensemble
+    from ..errors import InputError
+
+    if len(job) == 1:
+        return [run_variant(job[0])]
+    t0, rows, cases, members = time.perf_counter(), {}, [], []
+    _set_threads(job[0].get("threads"))
+    for task in job:
+        rows[task["key"]] = _start(task)
+        try:
+            cases.append(parse_case(task["case_yaml"], source=task["source"], base_dir=task["base_dir"]))
+            members.append(task)
+        except InputError as exc:
+            rows[task["key"]] = _finish(task, rows[task["key"]], exc, t0)
+    report = run_ensemble(cases, [Path(t["dir"]) for t in members], backend=job[0].get("backend"))
+    alone = []
+    for task, outcome, size in zip(members, report.results, report.ensemble_of):
+        if isinstance(outcome, InputError) and outcome.key == "mesh":
+            alone.append(task)
+            continue
+        if isinstance(outcome, MemoryError):
+            raise outcome
+        rows[task["key"]] = _finish(task, rows[task["key"]] | {"ensemble": size}, outcome, t0)
+    for task in alone:
+        rows[task["key"]] = run_variant(task)
+    return [rows[task["key"]] for task in job]
+
+
+def _start(task: dict[str, Any]) -> dict[str, Any]:
+    """The first columns of a variant's row; counts the attempt and sets the solver threads."""
+    out = Path(task["dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    _set_threads(task.get("threads"))
+    return {"key": task["key"], "run": task.get("run"), "attempts": _count_attempt(out),
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "started_at": _now()}
+
+
+def _finish(task: dict[str, Any], row: dict[str, Any], outcome: Any, t0: float) -> dict[str, Any]:
+    """The row of a finished variant (``outcome``: its run's report, or the exception it failed with), written
+    to its directory."""
+    from ..errors import InputError
+
+    if isinstance(outcome, InputError):
+        row |= {"status": "failed", "error": outcome.message, "error_key": outcome.key}
+    elif isinstance(outcome, BaseException):
+        row |= {"status": "failed", "error": f"{type(outcome).__name__}: {outcome}", "error_key": None}
+    else:
+        try:
+            row |= {"status": "ok", "error": None, "error_key": None} | outcomes(outcome.summary,
+                                                                                 task.get("target_nerve"))
+        except InputError as exc:
+            row |= {"status": "failed", "error": exc.message, "error_key": exc.key}
     row["wall_s"] = round(time.perf_counter() - t0, 4)
     row["finished_at"] = _now()
-    write_row(out, row)
+    write_row(Path(task["dir"]), row)
     return row
 
 

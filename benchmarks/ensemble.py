@@ -1,0 +1,138 @@
+"""Ensemble throughput: variant-steps per second for B variants of the coarse occipital phantom stepped together.
+
+For each ensemble size B and each layout (variant fastest, node fastest) the suite times accepted RKL2
+steps of a fixed stage count on every variant at once (:meth:`cryofield.stepper.Ensemble.uniform_step`:
+the stage passes, the per-variant change reduction, the commit and the dose trackers, exactly what an
+accepted step of a run costs, without the host's step-size decisions), medians of several steps. It
+reports variant-steps/s, the speed-up over B = 1, the bytes an accepted step must move
+(:func:`cryofield.kernels.step_bytes`) over the step time as a fraction of the copy bandwidth measured in
+the same run, and the point where the ensemble becomes bandwidth bound: the smallest B whose fraction of
+copy bandwidth is within 20 % of the largest measured.
+
+The variants start from the demo case's state after a few seconds of freezing (an ice front exists),
+each with the same properties: the arithmetic per node does not depend on which values a variant has, so
+identical variants cost what different ones do. ``cryofield bench ensemble [--quick] [--backend cuda]``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from cryofield import kernels
+from cryofield.backends import get_backend
+from cryofield.case import load_case
+from cryofield.runner import prepare
+from cryofield.stepper import Ensemble, Stepper
+
+from .common import REPO, markdown_table
+from .compare import figure
+from .performance import reference_bandwidth
+
+#: Ensemble sizes, stages per step, timed steps per size (median), copy buffer (MiB) per mode and backend.
+SIZES = {"quick": {"B": [1, 8, 64], "stages": 10, "repeats": 3, "copy_MiB": 512, "freeze_s": 2.0},
+         "full": {"B": [1, 8, 64, 256], "stages": 10, "repeats": 5, "copy_MiB": 512, "freeze_s": 5.0}}
+CASE = REPO / "cases" / "gon_double_freeze.yaml"
+#: Dose levels the trackers follow (the demo's: 0, -20, -40 °C).
+LEVELS = [0.0, -20.0, -40.0]
+
+
+def frozen_state(backend: str, freeze_s: float):
+    """The demo's plan and its nodal enthalpy after ``freeze_s`` seconds of the first freeze, and its boundaries."""
+    plan = prepare(load_case(CASE))
+    problem = plan.problem
+    phase = plan.timeline.phases[0]
+    stepper = Stepper(get_backend(backend), problem, problem.enthalpy(plan.initial_temperature()), plan.control(),
+                      plan.dtype)
+    state = problem.boundary_state(phase, 0.0)
+    stepper.set_boundaries(state)
+    stepper.advance(freeze_s)
+    return plan, stepper.enthalpy_host(), state
+
+
+def time_ensemble(plan, H, state, backend: str, variants: int, variant_fastest: bool, stages: int,
+                  repeats: int) -> dict:
+    """Median wall time of one accepted step of every variant of a ``variants``-member ensemble."""
+    problem = plan.problem
+    be = get_backend(backend)
+    t0 = time.perf_counter()
+    ensemble = Ensemble(be, [problem] * variants, [H] * variants, [plan.control()] * variants, plan.dtype,
+                        variant_fastest=variant_fastest)
+    for lane in ensemble.lanes:
+        lane.set_boundaries(state)
+    ensemble.track_doses(LEVELS)
+    ensemble.warm_up()
+    setup_s = time.perf_counter() - t0
+    dt = 0.5 * ensemble.lanes[0].control.stable_dt * (stages * stages + stages - 2) / 4  # half the stable super-step
+    ensemble.uniform_step(dt, stages)  # first touch of every page and every launch
+    be.synchronize()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ensemble.uniform_step(dt, stages)
+        be.synchronize()
+        times.append(time.perf_counter() - t0)
+    if not np.isfinite(ensemble.lanes[0].temperature_host()).all():
+        raise RuntimeError("the timed steps went unstable")
+    step_s = float(np.median(times))
+    d = plan.dtype.itemsize
+    return {"variants": variants, "layout": "variant fastest" if variant_fastest and variants > 1 else
+            ("node fastest" if variants > 1 else "single"), "stages": stages, "step_s": step_s,
+            "step_s_all": times, "setup_s": setup_s,
+            "variant_steps_per_s": variants / step_s,
+            "dof_steps_per_s": variants * problem.n_nodes * stages / step_s,
+            "step_bytes": kernels.step_bytes(problem.n_nodes, problem.n_elems, d, stages, len(LEVELS), variants)}
+
+
+def run(quick: bool, backend: str = "cpu") -> dict:
+    """Every ensemble size in both layouts on ``backend``, with the copy bandwidth of the same run."""
+    sizes = SIZES["quick" if quick else "full"]
+    copy_Bps = reference_bandwidth(backend, sizes["copy_MiB"], sizes["repeats"])
+    plan, H, state = frozen_state(backend, sizes["freeze_s"])
+    rows = []
+    for b in sizes["B"]:
+        for variant_fastest in ((True,) if b == 1 else (True, False)):
+            row = time_ensemble(plan, H, state, backend, b, variant_fastest, sizes["stages"], sizes["repeats"])
+            row["of_copy_bw"] = row["step_bytes"] / row["step_s"] / copy_Bps
+            rows.append(row)
+            print(f"  B = {b:4d} {row['layout']:16s} {row['variant_steps_per_s']:9.2f} variant-steps/s, "
+                  f"{row['of_copy_bw']:.0%} of copy bandwidth", flush=True)
+    single = next(r for r in rows if r["variants"] == 1)
+    for r in rows:
+        r["speedup_vs_single"] = r["variant_steps_per_s"] / single["variant_steps_per_s"]
+    best = {}
+    for r in rows:
+        if r["variants"] == 1 or r["variant_steps_per_s"] > best.get(r["variants"], {}).get("variant_steps_per_s", 0):
+            best[r["variants"]] = r
+    peak = max(r["of_copy_bw"] for r in best.values())
+    bound = min(b for b, r in best.items() if r["of_copy_bw"] >= 0.8 * peak)
+    records = [{"id": f"ensemble_B{b}", "variants": b, "nodes": plan.problem.n_nodes,
+                "elements": plan.problem.n_elems, "best_layout": r["layout"], "rows": [x for x in rows
+                                                                                      if x["variants"] == b],
+                "figures": {"of_copy_bw": figure(r["of_copy_bw"], "ratio"),
+                            "speedup_vs_single": figure(r["speedup_vs_single"], "ratio")}}
+               for b, r in sorted(best.items())]
+    return {"copy_bandwidth_Bps": copy_Bps, "backend": backend, "device": get_backend(backend).device_name,
+            "bandwidth_bound_from_B": bound, "peak_of_copy_bw": peak, "records": records}
+
+
+def tables(result: dict) -> str:
+    """The ensemble table: per size and layout, step time, variant-steps/s, speed-up, fraction of copy bandwidth."""
+    rows = []
+    for rec in result["records"]:
+        for r in rec["rows"]:
+            best = r["layout"] == rec["best_layout"]
+            mark = (lambda s: f"**{s}**") if best and rec["variants"] > 1 else str
+            rows.append([rec["variants"], r["layout"], f"{r['step_s'] * 1e3:.1f}",
+                         mark(f"{r['variant_steps_per_s']:.2f}"),
+                         f"{r['dof_steps_per_s'] / 1e6:.1f}", f"{r['speedup_vs_single']:.2f}x",
+                         f"{r['of_copy_bw']:.0%}"])
+    nodes = result["records"][0]["nodes"]
+    head = (f"Coarse occipital phantom, {nodes} nodes, {result['records'][0]['rows'][0]['stages']} RKL2 stages per "
+            f"step, on {result['backend']} ({result['device']}); copy bandwidth "
+            f"{result['copy_bandwidth_Bps'] / 1e9:.2f} GB/s. Bandwidth bound (within 20 % of the peak "
+            f"{result['peak_of_copy_bw']:.0%} of copy bandwidth) from B = {result['bandwidth_bound_from_B']}. "
+            "Bold: the faster layout.\n")
+    return head + "\n" + markdown_table(["B", "layout", "step ms", "variant-steps/s", "M DOF-steps/s", "vs B = 1",
+                                         "of copy bw"], rows)
