@@ -52,7 +52,7 @@ def ensemble_bytes(n_nodes: int, variants: int, itemsize: int) -> int:
     Examples
     --------
     >>> ensemble_bytes(54_000, 64, 8) / 2**30  # doctest: +ELLIPSIS
-    1.07...
+    1.08...
     """
     return int(variants * n_nodes * (FLOATS_PER_NODE * itemsize + 1))
 
@@ -68,7 +68,7 @@ def split_for_memory(variants: int, n_nodes: int, itemsize: int, available: floa
     ([10], None)
     >>> sizes, why = split_for_memory(256, 1_000_000, 8, 8e9)
     >>> sizes[:2], sum(sizes), why.split(":")[0]
-    ([26, 26], 256, '256 variants of 1000000 nodes need about 67.4 GB')
+    ([18, 17], 256, '256 variants of 1000000 nodes need about 86.3 GB')
     """
     need = ensemble_bytes(n_nodes, variants, itemsize)
     if available is None or need <= fraction * available:
@@ -152,9 +152,18 @@ class EnsembleReport:
     #: Per variant, the size of the ensemble it ran in (0: it did not run).
     ensemble_of: list[int] = field(default_factory=list)
 
+    #: Stage slots the passes offered (passes times ensemble size), used or not.
+    slots: int = 0
+
     @property
     def variant_steps_per_s(self) -> float:
         return self.variant_steps / max(self.stepping_s, 1e-12)
+
+    @property
+    def stage_utilisation(self) -> float:
+        """The fraction of the passes' (variant, stage) slots that did a variant's own stage: per-variant step
+        control runs as many stages as the neediest variant asks for, the others wait out the rest."""
+        return self.operator_applications / max(self.slots, 1)
 
 
 def run_ensemble(cases: list[Case], out_dirs: list[str | Path], backend: str | None = None,
@@ -224,6 +233,7 @@ def _run_chunk(plans: list[Plan], out_dirs: list[Path], backend: Backend, varian
             raise
         report.stepping_s += time.perf_counter() - t0
         report.sizes.append(len(plans))
+        report.slots += ensemble.passes * len(plans)
         for i, plan, out, staging, outcome, lane in zip(indices, plans, out_dirs, stagings, outcomes, ensemble.lanes):
             report.ensemble_of[i] = len(plans)
             report.variant_steps += lane.stats.steps

@@ -197,6 +197,8 @@ class Ensemble:
         self.L0, self.L = backend.empty(size, self.dtype), backend.empty(size, self.dtype)
         self.dose: tuple | None = None  # (levels, T_min, thresholds, time_below) once a dose tracker asks
         self.warm = False
+        #: Ensemble steps taken and stage passes run (each pass: every variant's slot, used or not).
+        self.steps = self.passes = 0
         members = members or [Stepper.__new__(Stepper) for _ in problems]
         self.lanes: list[Stepper] = members
         for b, (lane, problem, control) in enumerate(zip(members, problems, controls, strict=True)):
@@ -222,6 +224,7 @@ class Ensemble:
         for b, (t_end, _) in requests.items():
             plans[b] = self.lanes[b]._plan_step(t_end)
             counts[b] = plans[b].stages
+        self.steps, self.passes = self.steps + 1, self.passes + int(counts.max())
         table = np.zeros((int(counts.max()) + 1, nb, 5))
         for b, plan in plans.items():
             table[:plan.stages + 1, b] = plan.rows

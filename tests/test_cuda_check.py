@@ -156,7 +156,7 @@ def _kernel_signatures(dtype) -> dict:
         "combine": (*(a(n),) * 7, a(n, i4), *mats, *(scalar,) * 5, *(int64,) * 4),
         "track": (a(n), a(n), a(n), a(2), a((2, n)), a(2), *(int64,) * 3),
         "commit": (a(2, i4), a(2, u1), *(a(n),) * 8, *(int64,) * 3),
-        "step_change": (a(n), a(n), a(n), a(2, i4), a((2, 1024), np.float64), *(int64,) * 3),
+        "step_change": (a(n), a(n), a(n), a(2, i4), a(1024, np.float64), *(int64,) * 3),
         "lane_out": (a(n), a(n), int64, int64),
         "lane_in": (a(n), a(n), int64, int64),
     }

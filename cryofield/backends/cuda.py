@@ -179,7 +179,8 @@ def commit(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf
 
 
 def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
-    """partial[b, block] = max |T_s - T| of variant b = blockIdx.y over the nodes the block's threads stride over."""
+    """partial[b * blocks + block] = max |T_s - T| of variant b = blockIdx.y over the nodes the block's threads
+    stride over."""
     cache = cuda.shared.array(REDUCE_THREADS, float64)
     tid, b = cuda.threadIdx.x, cuda.blockIdx.y
     s = counts[b]
@@ -196,7 +197,7 @@ def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
         cuda.syncthreads()
         step //= 2
     if tid == 0:
-        partial[b, cuda.blockIdx.x] = cache[0]
+        partial[b * cuda.gridDim.x + cuda.blockIdx.x] = cache[0]
 
 
 def lane_out(src, dst, start, stride):
@@ -593,19 +594,19 @@ class CudaBackend(Backend):
         n, _, nb, vf = dp.layout
         blocks = max(1, min(REDUCE_BLOCKS // nb, math.ceil(n / REDUCE_THREADS)))
         partial = self._partial.get(nb)
-        if partial is None:
-            partial = self._partial[nb] = (cuda.device_array((nb, REDUCE_BLOCKS), np.float64),
-                                           cuda.pinned_array((nb, REDUCE_BLOCKS), np.float64))
+        if partial is None:  # nb * blocks <= max(REDUCE_BLOCKS, nb)
+            size = max(REDUCE_BLOCKS, nb)
+            partial = self._partial[nb] = cuda.device_array(size, np.float64), cuda.pinned_array(size, np.float64)
         device, host = partial
         self._launch(self._k["step_change"], (blocks, nb), REDUCE_THREADS,
                      (T, T_odd, T_even, self._upload("counts", np.asarray(counts, np.int32)), device), (n, nb, vf))
         if self._launch.prepared:  # synchronous: waits for the step's kernels
             from numba.cuda.cudadrv.driver import driver
 
-            driver.cuMemcpyDtoH(host.ctypes.data, device.device_ctypes_pointer.value, host.nbytes)
+            driver.cuMemcpyDtoH(host.ctypes.data, device.device_ctypes_pointer.value, nb * blocks * 8)
         else:
             device.copy_to_host(host)
-        return np.max(host[:, :blocks], axis=1)  # NaN propagates
+        return np.max(host[:nb * blocks].reshape(nb, blocks), axis=1)  # NaN propagates
 
     def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):
         n, _, nb, vf = dp.layout
