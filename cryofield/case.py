@@ -46,8 +46,9 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_vali
 from . import boundaries
 from .boundaries import Params
 from .errors import InputError, bounded
-from .materials import DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material
+from .materials import AQUEOUS, DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material, aqueous_entry
 from .meshspec import GENERATOR_KINDS, MeshSpec, ProbePlacement, Strict
+from .curves import Curve, varying
 from .quantities import Duration, Temperature
 
 
@@ -73,6 +74,16 @@ class TissueSpec(Strict):
     liquidus: Temperature | None = None
     conductivity_table: list[tuple[Temperature, Annotated[float, Field(gt=0, le=100)]]] | None = None
     specific_heat_table: list[tuple[Temperature, Annotated[float, Field(ge=100, le=10000)]]] | None = None
+    #: Mass fraction of water of an aqueous library medium (``water``, ``agar``, ``gelatin``): its tables,
+    #: latent heat and properties are mixed again for it (:func:`cryofield.materials.aqueous_entry`).
+    water_fraction: Annotated[float, Field(ge=0.5, le=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _aqueous(self):
+        if self.water_fraction is not None and self.library not in AQUEOUS:
+            raise ValueError(f"water_fraction belongs to an aqueous library medium ({', '.join(AQUEOUS)}), "
+                             f"not to {self.library or 'a custom tissue'}")
+        return self
 
     @field_validator("library")
     @classmethod
@@ -93,7 +104,10 @@ class TissueSpec(Strict):
     def material(self, name: str) -> Material:
         """The resolved :class:`Material`."""
         values = dict(TISSUE_LIBRARY[self.library]) if self.library else {}
-        values.update(self.model_dump(exclude={"library", "role"}, exclude_none=True))
+        if self.water_fraction is not None:
+            _, density, k_solids, c_solids = AQUEOUS[self.library]
+            values = aqueous_entry(self.water_fraction, density, k_solids, c_solids)
+        values.update(self.model_dump(exclude={"library", "role", "water_fraction"}, exclude_none=True))
         required = ["density", "specific_heat", "conductivity", "conductivity_frozen", "heat_capacity_frozen",
                     "latent_heat", "perfusion", "metabolic_heat"]
         missing = [k for k in required if k not in values]
@@ -183,14 +197,16 @@ class PhaseSpec(Strict):
     ``freeze``: probe at ``temperature`` (default −70 °C, must be below 0 °C). ``passive_thaw``: probe
     insulated. ``active_thaw``: probe warmed to ``temperature`` (default +20 °C, must be above 0 °C), or
     its heater run at ``power`` (W over the active surface) instead. ``hold``: probe held at
-    ``temperature`` (default 37 °C). What "driven to" means is the probe model's (docs/physics.md §5):
+    ``temperature`` (default 37 °C). A ``temperature`` or ``power`` may be a table in time
+    (:mod:`cryofield.curves`); a freeze then takes whatever set points its table gives (a real probe's
+    surface starts warm and falls over the first minute). What "driven to" means is the probe model's (docs/physics.md §5):
     held, a Robin exchange, or a controller's set point.
     """
 
     kind: PhaseKind
     duration: Duration
-    temperature: Temperature | None = None
-    power: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
+    temperature: varying(Temperature) | None = None
+    power: varying(Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]) | None = None
 
     @model_validator(mode="after")
     def _temperature_fits(self):
@@ -201,6 +217,8 @@ class PhaseSpec(Strict):
             raise ValueError("give an active_thaw phase a temperature or a heater power, not both")
         if self.kind == "passive_thaw" and t is not None:
             raise ValueError("a passive_thaw phase insulates the probe and takes no temperature")
+        if isinstance(t, Curve):
+            return self  # a table gives the set points as they are
         if self.kind == "freeze" and t is not None and t >= 0:
             raise ValueError(f"a freeze phase needs a temperature below 0 °C (got {t})")
         if self.kind == "active_thaw" and t is not None and t <= 0:
@@ -208,7 +226,7 @@ class PhaseSpec(Strict):
         return self
 
     @property
-    def probe_temperature(self) -> float | None:
+    def probe_temperature(self) -> float | Curve | None:
         """The temperature the probe is driven to, or None when it is insulated (or heated at a power)."""
         if self.kind == "passive_thaw" or self.power is not None:
             return None
@@ -534,7 +552,7 @@ def parse_case(text: str, source: str = "<string>", base_dir: Path | str = ".") 
 
 def _error_key(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union", "curve-"))]
     if err["type"] == "boundary_model":  # a boundary model's own schema names the key inside the section
         loc.append(err["ctx"]["key"])
     return ".".join(p for p in loc if p not in GENERATOR_KINDS) or "(top level)"

@@ -157,8 +157,9 @@ def drive_segments(timeline: Timeline, stepper: Stepper, observers: Sequence[Obs
         for observer in observers:
             observer.after_step(run, T_previous, dt)
         # time-dependent boundary models (ramps, controllers) update between steps, without a restart
+        timed = run.phase is not None and run.phase.varies  # a set point or power given as a table in time
         if problem.boundaries.update(stepper.t, stepper.temperature_host,
-                                     lambda nodes: stepper.temperature_host()[nodes]):
+                                     lambda nodes: stepper.temperature_host()[nodes]) or timed:
             stepper.set_boundaries(problem.boundary_state(run.phase, stepper.t), restart=False)
         if checkpoint is not None and stepper.t < segment.end:  # at a segment's end, after its outputs instead
             checkpoint.after_step(run, observers)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .curves import bounds
 from .errors import RunFailed
 from .observers import OutOfRange
 from .stepper import BlowUp
@@ -29,8 +30,8 @@ def physical_range(plan) -> tuple[float, float]:
     temps = [case.blood.arterial_temperature]
     if case.initial.type == "uniform":
         temps.append(case.initial.temperature)
-    states = [problem.boundary_state(None)] + [problem.boundary_state(p, p.start) for p in plan.timeline.phases]
-    temps += [p.probe_temperature for p in plan.timeline.phases if p.probe_temperature is not None]
+    states = [problem.boundary_state(None)] + [problem.boundary_state(p, t) for p, t in sample_times(plan)]
+    temps += [v for p in plan.timeline.phases if p.probe_temperature is not None for v in bounds(p.probe_temperature)]
     flux_out = flux_in = False
     for state in states:
         temps += state.fixed_temperature[state.fixed].tolist()
@@ -43,6 +44,19 @@ def physical_range(plan) -> tuple[float, float]:
     low = -273.15 if flux_out else max(-273.15, min(temps) - MARGIN_K)
     high = math.inf if (flux_in or heated) else max(temps) + MARGIN_K
     return low, high
+
+
+def sample_times(plan) -> list[tuple]:
+    """(phase, t) pairs at which every value given as a table takes each of its rows (and each phase's start):
+    a piecewise-linear value is extreme at a row, so these bound what the boundaries impose."""
+    curves = plan.problem.boundaries.curves()
+    out = []
+    for p in plan.timeline.phases:
+        times = {p.start}
+        for c in curves:
+            times |= {p.start + r if c.time == "phase" else r for r, _ in c.table}
+        out += [(p, t) for t in sorted(times) if p.start <= t <= p.end]
+    return out
 
 
 def largest_change(low: float, high: float) -> float:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: Tissue defaults of docs/physics.md §3. ``heat_capacity_frozen`` and ``latent_heat`` are volumetric.
-TISSUE_LIBRARY: dict[str, dict[str, float]] = {
+TISSUE_LIBRARY: dict[str, dict] = {
     "skin": dict(density=1109, specific_heat=3391, conductivity=0.37, perfusion=1.96e-3,
                  conductivity_frozen=1.6, heat_capacity_frozen=1.9e6, latent_heat=240e6, metabolic_heat=1800),
     "fat": dict(density=911, specific_heat=2348, conductivity=0.21, perfusion=5.0e-4,
@@ -50,6 +50,63 @@ TISSUE_LIBRARY: dict[str, dict[str, float]] = {
 
 DEFAULT_SOLIDUS = -8.0
 DEFAULT_LIQUIDUS = -1.0
+
+
+def ice_conductivity(T: float) -> float:
+    """k of ice (W/m/K) at ``T`` °C: 488.19 / T_K + 0.4685, Fukusako (1990), fitted over 90-273 K."""
+    return 488.19 / (T + 273.15) + 0.4685
+
+
+def ice_specific_heat(T: float) -> float:
+    """c of ice (J/kg/K) at ``T`` °C: 185 + 6.89 T_K, Fukusako (1990), fitted over 90-273 K."""
+    return 185.0 + 6.89 * (T + 273.15)
+
+
+#: Liquid water at 0, 20, 40 °C: k (W/m/K, IAPWS 2011 formulation) and c_p (J/kg/K, IAPWS-95), 0.1 MPa.
+WATER_CONDUCTIVITY = ((0.0, 0.5610), (20.0, 0.5984), (40.0, 0.6306))
+WATER_SPECIFIC_HEAT = ((0.0, 4219.9), (20.0, 4184.1), (40.0, 4179.6))
+#: Latent heat of fusion of water at 0 °C (J/kg).
+WATER_LATENT_HEAT = 333.55e3
+#: Table temperatures (°C) of the frozen side, down to liquid nitrogen.
+ICE_TEMPERATURES = (-196.0, -160.0, -120.0, -100.0, -80.0, -60.0, -40.0, -20.0, -10.0, -1.0)
+#: Aqueous media for phantom experiments: water fraction (by mass), density (kg/m³), and the conductivity
+#: (W/m/K) and specific heat (J/kg/K) of the dissolved solids [M]; 1.5 % agar and 10 % gelatin gels.
+AQUEOUS: dict[str, tuple[float, float, float, float]] = {
+    "water": (1.0, 998.0, 0.0, 0.0),
+    "agar": (0.985, 1005.0, 0.2, 1500.0),
+    "gelatin": (0.90, 1030.0, 0.3, 1600.0),
+}
+
+
+def aqueous_entry(water_fraction: float, density: float, solids_conductivity: float,
+                  solids_specific_heat: float) -> dict:
+    """A library entry for water or a water gel: ice and water tables mixed with the solids by mass fraction.
+
+    k(T) and c(T) are ``f x_water/ice(T) + (1 - f) x_solids`` (a linear mixture rule, adequate above 85 %
+    water [M]); the latent heat is ``f L_water rho``, released between -1 and 0 °C (a gel's freezing point
+    is depressed by well under 0.1 K); no perfusion or metabolism.
+
+    Examples
+    --------
+    >>> e = aqueous_entry(*AQUEOUS["water"])
+    >>> round(e["latent_heat"] / 1e6, 1), round(e["conductivity_table"][-3][1], 3)
+    (332.9, 0.561)
+    """
+    f = water_fraction
+    mix = lambda water, solids: f * water + (1.0 - f) * solids  # noqa: E731
+    k_rows = [(T, mix(ice_conductivity(T), solids_conductivity)) for T in ICE_TEMPERATURES]
+    k_rows += [(T, mix(k, solids_conductivity)) for T, k in WATER_CONDUCTIVITY]
+    c_rows = [(T, mix(ice_specific_heat(T), solids_specific_heat)) for T in ICE_TEMPERATURES]
+    c_rows += [(T, mix(c, solids_specific_heat)) for T, c in WATER_SPECIFIC_HEAT]
+    return dict(density=density, specific_heat=mix(4184.1, solids_specific_heat),
+                conductivity=mix(0.5984, solids_conductivity),
+                conductivity_frozen=mix(ice_conductivity(-20.0), solids_conductivity),
+                heat_capacity_frozen=density * mix(ice_specific_heat(-20.0), solids_specific_heat),
+                latent_heat=f * WATER_LATENT_HEAT * density, perfusion=0.0, metabolic_heat=0.0, solidus=-1.0,
+                liquidus=0.0, conductivity_table=tuple(k_rows), specific_heat_table=tuple(c_rows))
+
+
+TISSUE_LIBRARY.update({name: aqueous_entry(*spec) for name, spec in AQUEOUS.items()})
 
 
 @dataclass(frozen=True)
@@ -211,5 +268,5 @@ def maximum_conductivity(material: Material) -> float:
     return float(material.conductivity_points()[1].max())
 
 
-__all__ = ["TISSUE_LIBRARY", "Material", "MaterialTables", "build_tables", "library_material",
+__all__ = ["TISSUE_LIBRARY", "AQUEOUS", "aqueous_entry", "ice_conductivity", "ice_specific_heat", "Material", "MaterialTables", "build_tables", "library_material",
            "minimum_capacity", "maximum_conductivity"]

@@ -27,6 +27,7 @@ from . import __version__, checkpoint, resources
 from .backends import Backend, get_backend
 from .case import NAME_PATTERN, Case, case_to_yaml
 from .clinical import ClinicalReading, damage_fraction
+from .curves import varies
 from .driver import RunState, Timeline, advance_alone, drive_segments
 from .errors import InputError
 from .guards import explain, largest_change, physical_range
@@ -408,9 +409,13 @@ def write_setup(writer: ResultWriter, plan: Plan) -> None:
     writer.write_arrays("protocol", {
         "kind": np.array([p.kind for p in table], dtype="S16"), "start": np.array([p.start for p in table]),
         "end": np.array([p.end for p in table]),
-        "probe_temperature": np.array([np.nan if p.probe_temperature is None else p.probe_temperature
+        "probe_temperature": np.array([np.nan if p.set_point(p.start) is None else p.set_point(p.start)
                                        for p in table], float),
-        "power": np.array([np.nan if p.power is None else p.power for p in table], float)})
+        "power": np.array([np.nan if p.heater_power(p.start) is None else p.heater_power(p.start) for p in table],
+                          float)},
+        {"curves": json.dumps({str(p.index): {k: v.model_dump() for k, v in (("temperature", p.probe_temperature),
+                                                                               ("power", p.power)) if varies(v)}
+                               for p in table if p.varies})})
 
 
 def write_outcome(writer: ResultWriter, plan: Plan, run: RunState, dose: DoseTracker, metrics: MetricsRecorder,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .curves import Curve, value_at, varies
+
 if TYPE_CHECKING:
     from .case import PhaseSpec
 
@@ -18,15 +20,29 @@ class Phase:
     """One protocol phase on the absolute time axis, as the boundary models see it.
 
     ``probe_temperature`` is the set point the phase drives the probes to (°C), None when they are off
-    (a passive thaw) or heated at a ``power`` (W, an active thaw).
+    (a passive thaw) or heated at a ``power`` (W, an active thaw); either may be a
+    :class:`~cryofield.curves.Curve` in time (:meth:`set_point`, :meth:`heater_power` give the value now).
     """
 
     index: int
     kind: str
     start: float
     end: float
-    probe_temperature: float | None
-    power: float | None = None
+    probe_temperature: float | Curve | None
+    power: float | Curve | None = None
+
+    def set_point(self, t: float) -> float | None:
+        """The probe set point (°C) at absolute time ``t`` (s), None when the probes are off or heated."""
+        return value_at(self.probe_temperature, t, self.start)
+
+    def heater_power(self, t: float) -> float | None:
+        """The heater power (W) at ``t`` (s), or None."""
+        return value_at(self.power, t, self.start)
+
+    @property
+    def varies(self) -> bool:
+        """Whether the set point or the power changes during the phase (the probes are assembled every step)."""
+        return varies(self.probe_temperature, self.power)
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,36 @@ def test_tabulated_heat_capacity_integrates_latent_and_sensible_heat():
     sensible = 1000 * (1800 + 3600) / 2 * 200
     dH = mat.enthalpy(np.array([100.0]))[0] - mat.enthalpy(np.array([-100.0]))[0]
     assert dH == pytest.approx(sensible + 250e6, rel=1e-12)
+
+
+def test_water_and_gels_freeze_at_zero_with_ice_tables():
+    from cryofield.materials import ice_conductivity, ice_specific_heat, library_material
+
+    water = library_material("water")
+    assert water.liquidus == 0.0 and water.solidus == -1.0 and water.perfusion == 0.0
+    H = water.enthalpy([-1.0, 0.0])
+    assert (H[1] - H[0]) / 1e6 == pytest.approx(333.55e3 * 998 / 1e6 + 4.2, rel=0.01)  # latent + 1 K sensible
+    assert water.conductivity_at([-20.0])[0] == pytest.approx(2.397, abs=1e-3)  # Fukusako: 488.19/253.15 + 0.4685
+    assert water.conductivity_at([-150.0])[0] > 4.0 > water.conductivity_at([-40.0])[0]  # ice conducts more when colder
+    assert water.conductivity_at([20.0])[0] == pytest.approx(0.598, abs=1e-3)
+    assert ice_specific_heat(0.0) == pytest.approx(2067, abs=1) and ice_conductivity(0.0) == pytest.approx(2.256, 1e-3)
+    gelatin, agar = library_material("gelatin"), library_material("agar")
+    assert gelatin.latent_heat < agar.latent_heat < water.latent_heat
+    assert gelatin.latent_heat == pytest.approx(0.90 * 333.55e3 * 1030)
+
+
+def test_a_gel_takes_its_water_fraction_and_only_a_gel_does():
+    from cryofield.case import parse_case
+    from cryofield.errors import InputError
+
+    base = """
+mesh: {generate: {kind: slab, size: [4, 3, 3], cells: [2, 2, 2]}, units: mm}
+tissues: {tissue: TISSUE}
+probes: [{name: tip, surface: xmin}]
+protocol: [{kind: freeze, duration: 1}]
+"""
+    case = parse_case(base.replace("TISSUE", "{library: gelatin, water_fraction: 0.8}"))
+    material = case.tissues["tissue"].material("tissue")
+    assert material.latent_heat == pytest.approx(0.8 * 333.55e3 * 1030)
+    with pytest.raises(InputError, match="tissues.tissue.*water_fraction belongs to an aqueous"):
+        parse_case(base.replace("TISSUE", "{library: muscle, water_fraction: 0.8}"))

@@ -98,6 +98,11 @@ class Context:
     key: str = ""
 
 
+def phase_start(phase: Phase | None) -> float:
+    """When ``phase`` started (s); 0 for the basal state. Phase-local curves count from it."""
+    return 0.0 if phase is None else phase.start
+
+
 def _no_reader(nodes: np.ndarray) -> np.ndarray:
     raise RuntimeError("no temperatures to read here")
 
@@ -148,6 +153,13 @@ class BoundaryModel(ABC):
     def update(self, view: SolverView) -> bool:
         """Advance internal state after an accepted step; True when the assembled terms changed."""
         return False
+
+    def curves(self) -> list:
+        """The :class:`~cryofield.curves.Curve` values among this model's keys (a model with any is assembled
+        again after every step)."""
+        from ..curves import Curve
+
+        return [v for v in dict(self.params).values() if isinstance(v, Curve)]
 
     def stability_conductance(self) -> np.ndarray:
         """(P,) the largest h*A (W/K) this model can put on each of its nodes, at any time."""
@@ -207,7 +219,7 @@ def parse_params(role: Role, kind: str, values: dict) -> Params:
     except ValidationError as exc:
         err = exc.errors()[0]
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("curve-"))  # tags of curves.varying
         raise PydanticCustomError("boundary_model", "{message}", {"message": message, "key": key}) from None
 
 
@@ -250,7 +262,19 @@ class BoundarySet:
             def temperature_at(nodes: np.ndarray) -> np.ndarray:
                 return (field_now if needs else temperature())[nodes]
         view = SolverView(t, field_now, temperature_at)
-        return any([model.update(view) for model in self.models])  # a list: every model updates
+        changed = any([model.update(view) for model in self.models])  # a list: every model updates
+        return changed or self.timed
+
+    @property
+    def timed(self) -> bool:
+        """Whether a model has a value given as a table in time (then every step re-assembles the terms)."""
+        if not hasattr(self, "_timed"):
+            self._timed = any(model.curves() for model in self.models)
+        return self._timed
+
+    def curves(self) -> list:
+        """Every model's :meth:`~BoundaryModel.curves`."""
+        return [c for model in self.models for c in model.curves()]
 
     def devices(self) -> list[BoundaryModel]:
         """The models that keep :meth:`~BoundaryModel.records` (controllers, heaters), in order."""

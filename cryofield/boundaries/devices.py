@@ -32,6 +32,7 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..curves import value_at, varying
 from ..errors import InputError
 from ..quantities import HeatTransferCoefficient, Temperature
 from . import BoundaryModel, BoundaryState, Context, Params, SolverView, Surface, register
@@ -77,7 +78,7 @@ class CryogenKeys(Params):
     """The cryogen of a probe: a preset, its temperature and its film coefficient or flow."""
 
     cryogen: Literal["n2o", "argon", "ln2"] = "n2o"
-    cryogen_temperature: Temperature | None = None  # °C; default the preset's
+    cryogen_temperature: varying(Temperature) | None = None  # °C (or a table in time); default the preset's
     heat_transfer_coefficient: HeatTransferCoefficient | None = None  # W/m²/K; default from the flow or preset
     flow_rate: Flow | None = None  # g/min; h scales as flow^0.8 from the preset's reference
 
@@ -91,9 +92,10 @@ class CryogenKeys(Params):
     def preset(self) -> Cryogen:
         return CRYOGENS[self.cryogen]
 
-    @property
-    def temperature_c(self) -> float:
-        return self.preset.temperature if self.cryogen_temperature is None else self.cryogen_temperature
+    def temperature_at(self, t: float, start: float = 0.0) -> float:
+        """The cryogen's temperature (°C) at ``t`` (s) in a phase that started at ``start``."""
+        return self.preset.temperature if self.cryogen_temperature is None else value_at(self.cryogen_temperature,
+                                                                                         t, start)
 
     @property
     def coefficient(self) -> float:
@@ -145,7 +147,7 @@ class CryogenProbe(BoundaryModel):
 
     def __init__(self, params, surface: Surface, context: Context | None = None):
         super().__init__(params, surface, context)
-        self.h, self.T_c = params.coefficient, params.temperature_c
+        self.h, self.T_c = params.coefficient, params.temperature_at(0.0)
         self.phase = None
         self.energy = 0.0
         self.series = _Series(("time", "phase", "heat_drawn_W", "energy_J", "surface_temperature_C"))
@@ -155,11 +157,12 @@ class CryogenProbe(BoundaryModel):
         if phase is None or phase.kind == "passive_thaw":
             return
         if phase.kind == "freeze":
+            self.T_c = self.params.temperature_at(t, phase.start)
             _robin(state, self.surface, self.h, self.T_c)
-        elif heater_power(phase) is not None:
-            add_heat(state, self.surface, heater_power(phase))
+        elif heater_power(phase, t) is not None:
+            add_heat(state, self.surface, heater_power(phase, t))
         else:
-            _robin(state, self.surface, self.h, phase.probe_temperature)
+            _robin(state, self.surface, self.h, phase.set_point(t))
 
     def update(self, view: SolverView) -> bool:
         phase = self.phase
@@ -321,7 +324,7 @@ class ControlledProbe(BoundaryModel):
     def __init__(self, params, surface: Surface, context: Context | None = None):
         super().__init__(params, surface, context)
         self.sensor = SensorReader(params.sensor, surface, self.context)
-        self.h_max0, self.T_c = params.coefficient, params.temperature_c
+        self.h_max0, self.T_c = params.coefficient, params.temperature_at(0.0)
         self.capacity = None if params.cartridge is None else params.cartridge * params.preset.cooling_per_gram
         self.phase, self.phase_index = None, None
         self.u, self.integral, self.t_last = 1.0, 0.0, 0.0
@@ -340,7 +343,7 @@ class ControlledProbe(BoundaryModel):
             return "off"
         if phase.kind == "freeze":
             return "cool"
-        return "open" if heater_power(phase) is not None else "heat"
+        return "open" if phase.power is not None else "heat"
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
         index = None if phase is None else phase.index
@@ -354,11 +357,12 @@ class ControlledProbe(BoundaryModel):
             self.phase_index, self.t_last = index, t  # a set point changed within the mode: bumpless
         self.phase = phase
         if mode == "cool":
+            self.T_c = self.params.temperature_at(t, phase.start)
             _robin(state, self.surface, self.u * self.h_max, self.T_c)
         elif mode == "heat":
             add_heat(state, self.surface, self.u * self.params.heater_power)
         elif mode == "open":
-            add_heat(state, self.surface, heater_power(phase))
+            add_heat(state, self.surface, heater_power(phase, t))
 
     def update(self, view: SolverView) -> bool:
         phase, mode = self.phase, self._mode(self.phase)
@@ -373,9 +377,9 @@ class ControlledProbe(BoundaryModel):
             cooling_w = float(np.sum(self.u * self.h_max * self.surface.area * (T - self.T_c)))  # during the step
             self.cooling += max(cooling_w, 0.0) * dt
         else:
-            heating_w = heater_power(phase) if mode == "open" else self.u * self.params.heater_power
+            heating_w = heater_power(phase, view.t) if mode == "open" else self.u * self.params.heater_power
             self.heating += heating_w * dt
-        set_point = phase.probe_temperature
+        set_point = phase.set_point(view.t)
         changed = False
         if mode in ("cool", "heat"):
             error = sensed - set_point if mode == "cool" else set_point - sensed

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..curves import bounds, value_at, varying
 from ..quantities import HeatTransferCoefficient
-from . import BoundaryModel, BoundaryState, Params, register
+from . import BoundaryModel, BoundaryState, Params, phase_start, register
 
 
-def set_point(phase) -> float | None:
-    """The probe temperature the phase drives (°C), or None when the probe is off (or heated at a power)."""
-    return None if phase is None else phase.probe_temperature
+def set_point(phase, t: float) -> float | None:
+    """The probe temperature the phase drives at ``t`` (°C), or None when the probe is off (or heated at a power)."""
+    return None if phase is None else phase.set_point(t)
 
 
-def heater_power(phase) -> float | None:
-    """The heater power (W) an active-thaw phase runs the probe at, or None."""
-    return None if phase is None else getattr(phase, "power", None)
+def heater_power(phase, t: float) -> float | None:
+    """The heater power (W) an active-thaw phase runs the probe at ``t``, or None."""
+    return None if phase is None else phase.heater_power(t)
 
 
 def add_heat(state: BoundaryState, surface, power: float) -> None:
@@ -37,12 +38,12 @@ class FixedProbe(BoundaryModel):
     kind, role = "fixed", "probe"
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
-        target = set_point(phase)
+        target = set_point(phase, t)
         if target is not None:
             state.fixed[self.surface.nodes] = True
             state.fixed_temperature[self.surface.nodes] = target
-        elif heater_power(phase) is not None:
-            add_heat(state, self.surface, heater_power(phase))
+        elif heater_power(phase, t) is not None:
+            add_heat(state, self.surface, heater_power(phase, t))
 
 
 @register
@@ -52,16 +53,17 @@ class ConvectiveProbe(BoundaryModel):
     kind, role = "convective", "probe"
 
     class Params(Params):
-        heat_transfer_coefficient: HeatTransferCoefficient = 3000.0
+        heat_transfer_coefficient: varying(HeatTransferCoefficient) = 3000.0
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
-        target = set_point(phase)
+        target = set_point(phase, t)
         if target is not None:
-            hA = self.params.heat_transfer_coefficient * self.surface.area
+            h = value_at(self.params.heat_transfer_coefficient, t, phase_start(phase))
+            hA = h * self.surface.area
             state.robin_coef[self.surface.nodes] += hA
             state.robin_rhs[self.surface.nodes] += hA * target
-        elif heater_power(phase) is not None:
-            add_heat(state, self.surface, heater_power(phase))
+        elif heater_power(phase, t) is not None:
+            add_heat(state, self.surface, heater_power(phase, t))
 
     def stability_conductance(self) -> np.ndarray:
-        return self.params.heat_transfer_coefficient * self.surface.area
+        return bounds(self.params.heat_transfer_coefficient)[1] * self.surface.area

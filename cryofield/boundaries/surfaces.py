@@ -1,6 +1,7 @@
 """Surface conditions in force all the time: ``boundaries: [{surface: NAME, type: KIND, ...}]``.
 
-Surfaces not listed are insulated (zero flux), the natural condition of the weak form.
+Surfaces not listed are insulated (zero flux), the natural condition of the weak form. Every value may be
+a table in time (:mod:`cryofield.curves`): ``time: phase`` counts from the start of the phase in force.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from ..curves import bounds, value_at, varying
 from ..quantities import HeatTransferCoefficient, Temperature
-from . import BoundaryModel, BoundaryState, Params, register
+from . import BoundaryModel, BoundaryState, Params, phase_start, register
 
 
 @register
@@ -21,11 +23,11 @@ class FixedSurface(BoundaryModel):
     kind, role = "fixed", "surface"
 
     class Params(Params):
-        temperature: Temperature
+        temperature: varying(Temperature)
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
         state.fixed[self.surface.nodes] = True
-        state.fixed_temperature[self.surface.nodes] = self.params.temperature
+        state.fixed_temperature[self.surface.nodes] = value_at(self.params.temperature, t, phase_start(phase))
 
 
 @register
@@ -45,17 +47,18 @@ class ConvectionSurface(BoundaryModel):
     kind, role = "convection", "surface"
 
     class Params(Params):
-        temperature: Temperature = 22.0
-        heat_transfer_coefficient: HeatTransferCoefficient = 8.0
+        temperature: varying(Temperature) = 22.0
+        heat_transfer_coefficient: varying(HeatTransferCoefficient) = 8.0
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
         # lumped: hA_i = h A_i on the left, hA_i T_amb on the right
-        hA = self.params.heat_transfer_coefficient * self.surface.area
+        start = phase_start(phase)
+        hA = value_at(self.params.heat_transfer_coefficient, t, start) * self.surface.area
         state.robin_coef[self.surface.nodes] += hA
-        state.robin_rhs[self.surface.nodes] += hA * self.params.temperature
+        state.robin_rhs[self.surface.nodes] += hA * value_at(self.params.temperature, t, start)
 
     def stability_conductance(self) -> np.ndarray:
-        return self.params.heat_transfer_coefficient * self.surface.area
+        return bounds(self.params.heat_transfer_coefficient)[1] * self.surface.area
 
 
 @register
@@ -66,7 +69,7 @@ class FluxSurface(BoundaryModel):
     kind, role = "flux", "surface"
 
     class Params(Params):
-        heat_flux: Annotated[float, Field(ge=-1e7, le=1e7)]
+        heat_flux: varying(Annotated[float, Field(ge=-1e7, le=1e7)])
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
-        state.robin_rhs[self.surface.nodes] += self.params.heat_flux * self.surface.area
+        state.robin_rhs[self.surface.nodes] += value_at(self.params.heat_flux, t, phase_start(phase)) * self.surface.area
