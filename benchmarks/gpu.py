@@ -309,7 +309,7 @@ def _stand_in_problem(n: int, e: int, dtype) -> types.SimpleNamespace:
         n_nodes=n, n_elems=e, tets=_stand_in((e, 4), i4), edge_coef=_stand_in((e, 6), f), elem_mat=_stand_in(e, i4),
         node_mat=_stand_in(n, i4), node_ptr=_stand_in(n + 1, np.int64), node_slot=_stand_in(4 * e, i4),
         node_data=_stand_in((5, n), f), fixed=_stand_in(n, np.uint8), mat_f=_stand_in((6, m, p), f),
-        mat_n=_stand_in((2, m), i4), arterial=_stand_in(1, f), flux=_stand_in((e, 4), f), n_variants=1,
+        mat_n=_stand_in((2, m), i4), arterial=_stand_in(1, f), flux=_stand_in(4 * e, f), n_variants=1,
         variant_fastest=0, n_materials=m, layout=(n, e, 1, 0), arterial_temperature=37.0,
         # before packing: one array per quantity
         lumped=_stand_in(n, f), perfusion=_stand_in(n, f), metabolic=_stand_in(n, f), robin_coef=_stand_in(n, f),

@@ -45,10 +45,10 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_vali
 
 from . import boundaries
 from .boundaries import Params
+from .curves import Curve, varying
 from .errors import InputError, bounded
 from .materials import AQUEOUS, DEFAULT_LIQUIDUS, DEFAULT_SOLIDUS, TISSUE_LIBRARY, Material, aqueous_entry
 from .meshspec import GENERATOR_KINDS, MeshSpec, ProbePlacement, Strict
-from .curves import Curve, varying
 from .quantities import Duration, Temperature
 
 
@@ -199,7 +199,8 @@ class PhaseSpec(Strict):
     its heater run at ``power`` (W over the active surface) instead. ``hold``: probe held at
     ``temperature`` (default 37 °C). A ``temperature`` or ``power`` may be a table in time
     (:mod:`cryofield.curves`); a freeze then takes whatever set points its table gives (a real probe's
-    surface starts warm and falls over the first minute). What "driven to" means is the probe model's (docs/physics.md §5):
+    surface starts warm and falls over the first minute).
+    What "driven to" means is the probe model's (docs/physics.md §5):
     held, a Robin exchange, or a controller's set point.
     """
 

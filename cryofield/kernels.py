@@ -6,10 +6,12 @@ others). They are plain Python on scalars and arrays. A backend renders them wit
 the loop or the launch around them, so the CPU and the GPU evaluate the same arithmetic in the same
 order. The semi-discrete equation they implement is in :mod:`cryofield.problem` and docs/physics.md §2.
 
-Array names follow :class:`cryofield.backends.base.DeviceProblem`. ``flux`` is (E * B, 4): the heat flow
-into each local node of each element; ``node_slot`` lists, for node ``i``, the slots ``4 e + a`` where it
-is local node ``a`` of element ``e`` (rows ``node_ptr[i]:node_ptr[i + 1]``), so the sum over a node's
-elements is a gather without atomics, in a fixed order: runs are deterministic on both backends.
+Array names follow :class:`cryofield.backends.base.DeviceProblem`. ``flux`` is flat, 4 E B entries: the
+heat flow into local node ``a`` of element ``e`` of variant ``b`` at slot ``4 e + a`` (:func:`at` of the
+slot; with the variants fastest, one slot's variants share a cache line); ``node_slot`` lists, for node
+``i``, the slots ``4 e + a`` where it is local node ``a`` of element ``e`` (rows
+``node_ptr[i]:node_ptr[i + 1]``), so the sum over a node's elements is a gather without atomics, in a
+fixed order: runs are deterministic on both backends.
 
 Ensembles. Every body works on one entry of one variant ``b`` of ``B`` variants that share the mesh
 (:class:`cryofield.stepper.Ensemble`; a single run is ``B = 1``). Geometry and incidence are stored once;
@@ -101,11 +103,12 @@ def element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, fl
     w12 = k * edge_coef[e, 3] * (t2 - t1)
     w13 = k * edge_coef[e, 4] * (t3 - t1)
     w23 = k * edge_coef[e, 5] * (t3 - t2)
-    r = at(e, b, ne, nb, vf)
-    flux[r, 0] = -(w01 + w02 + w03)
-    flux[r, 1] = w01 - w12 - w13
-    flux[r, 2] = w02 + w12 - w23
-    flux[r, 3] = w03 + w13 + w23
+    # slot 4 e + a of variant b (the node pass gathers slots): flux[at(4 e + a, b, 4 ne, nb, vf)]
+    ns = 4 * ne
+    flux[at(4 * e, b, ns, nb, vf)] = -(w01 + w02 + w03)
+    flux[at(4 * e + 1, b, ns, nb, vf)] = w01 - w12 - w13
+    flux[at(4 * e + 2, b, ns, nb, vf)] = w02 + w12 - w23
+    flux[at(4 * e + 3, b, ns, nb, vf)] = w03 + w13 + w23
 
 
 def node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, Ta, node_mat, n_mat, solidus,
@@ -120,8 +123,7 @@ def node_rate_at(i, b, T, flux, node_ptr, node_slot, lumped, perfusion, metaboli
         return 0.0
     s = 0.0
     for j in range(node_ptr[i], node_ptr[i + 1]):
-        slot = node_slot[j]
-        s += flux[at(slot >> 2, b, ne, nb, vf), slot & 3]
+        s += flux[at(node_slot[j], b, 4 * ne, nb, vf)]
     m = node_mat[i] + b * n_mat
     fl = liquid_fraction_of(T[p], solidus[m], liquidus[m])
     return (s + robin_rhs[p] - robin_coef[p] * T[p]) / lumped[p] + fl * (perfusion[p] * (Ta[b] - T[p]) + metabolic[p])

@@ -268,5 +268,6 @@ def maximum_conductivity(material: Material) -> float:
     return float(material.conductivity_points()[1].max())
 
 
-__all__ = ["TISSUE_LIBRARY", "AQUEOUS", "aqueous_entry", "ice_conductivity", "ice_specific_heat", "Material", "MaterialTables", "build_tables", "library_material",
+__all__ = ["TISSUE_LIBRARY", "AQUEOUS", "aqueous_entry", "ice_conductivity", "ice_specific_heat", "Material",
+           "MaterialTables", "build_tables", "library_material",
            "minimum_capacity", "maximum_conductivity"]

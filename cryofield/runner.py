@@ -31,6 +31,7 @@ from .curves import varies
 from .driver import RunState, Timeline, advance_alone, drive_segments
 from .errors import InputError
 from .guards import explain, largest_change, physical_range
+from .iceball import IceBallRecorder
 from .io.results import ResultWriter, result_paths
 from .io.resultset import OutputLock, Staging, publish, remove_stale_staging, set_names, write_file
 from .io.xdmf import write_xdmf
@@ -341,7 +342,9 @@ def run_segments(plan: Plan, stepper: Stepper, staging: Staging, progress: bool,
         timings["compile_s"] = time.perf_counter() - t0
         dose = DoseTracker(dose_levels(plan))
         metrics = MetricsRecorder(problem, case.outputs.isotherms)
-        observers = [dose, metrics, SnapshotWriter(writer, case.outputs.fields), RangeGuard(*physical_range(plan))]
+        iceball = IceBallRecorder(problem, case.outputs.isotherms)
+        observers = [dose, metrics, iceball, SnapshotWriter(writer, case.outputs.fields),
+                     RangeGuard(*physical_range(plan))]
         if progress and plan.timeline.end > 0:
             observers.append(ProgressBar())
         try:
@@ -351,9 +354,13 @@ def run_segments(plan: Plan, stepper: Stepper, staging: Staging, progress: bool,
             raise explain(plan, exc) from exc
         timings |= run.timings
         fields = write_outcome(writer, plan, run, dose, metrics, timings)
+        for name, arrays in iceball.arrays().items():
+            writer.write_arrays(f"iceball/{name}", arrays, {"levels": np.array(case.outputs.isotherms, float)})
         checkpoints = {"enabled": False, "why": "a member of an ensemble"} if saving is None else saving.report()
         summary = summarize(plan, backend, run, fields, metrics.arrays(), timings) | {
             "checkpoints": checkpoints | {"resumed_from_t_s": None if saved is None else float(saved.stepper["t"])}}
+        if iceball.lines:
+            summary["iceball_mm"] = iceball.summary()
         summary["ensemble"] = {"variants": stepper.ensemble.size, "variant": stepper.variant,
                                "layout": "variant fastest" if stepper.dp.variant_fastest else "node fastest"}
         writer.finish({"dof_steps_per_s": summary["throughput"]["dof_steps_per_s"]})

@@ -147,10 +147,10 @@ def _kernel_signatures(dtype) -> dict:
     layout = (int64,) * 4  # n, ne or nb ..., the layout scalars
     u1 = np.uint8
     return {
-        "element_flux": (a(n), a((e, 4), i4), a((e, 6)), a(e, i4), *mats, a((e, 4)), a(2, i4), int64, *layout, int64),
-        "node_rate": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), mats[0], a(2),
+        "element_flux": (a(n), a((e, 4), i4), a((e, 6)), a(e, i4), *mats, a(4 * e), a(2, i4), int64, *layout, int64),
+        "node_rate": (a(n), a(4 * e), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), mats[0], a(2),
                       a(n), *layout, int64),
-        "node_stage": (a(n), a((e, 4)), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), *mats, a(2),
+        "node_stage": (a(n), a(4 * e), a(n + 1, np.int64), a(4 * e, i4), a((5, n)), a(n, i4), a(n, u1), *mats, a(2),
                        a((64, 2, 5)), a(2, i4), *(a(n),) * 7, int64, *layout, int64),
         "temperature": (a(n), a(n, i4), *mats, a(n), *(int64,) * 4),
         "combine": (*(a(n),) * 7, a(n, i4), *mats, *(scalar,) * 5, *(int64,) * 4),

@@ -35,7 +35,8 @@ class ProbeRecorder(Observer):
 
     def at_output(self, run, segment):
         T = run.temperature()
-        self.rows.append((segment.end, T[run.problem.probes[0].nodes].mean(), T[run.problem.mesh.surface_nodes("xmax")]))
+        far = T[run.problem.mesh.surface_nodes("xmax")]
+        self.rows.append((segment.end, T[run.problem.probes[0].nodes].mean(), far))
 
 
 def test_a_freeze_follows_its_table_even_above_zero_and_surfaces_follow_theirs():

@@ -46,8 +46,9 @@ class DeviceProblem:
         ``H_N``, ``K_N`` of ``mat_n``;
     ``arterial`` (B,)
         each variant's arterial blood temperature (°C);
-    ``flux`` (E * B, 4)
-        scratch: each element's heat flow into its nodes (W), row :func:`~cryofield.kernels.at` (e, b).
+    ``flux`` (4 E B,)
+        scratch: each element's heat flow into its nodes (W), slot 4 e + a of variant b at
+        :func:`~cryofield.kernels.at` (4 e + a, b, 4 E, B, variant_fastest).
 
     Every array keeps its identity (and so its device address) for the problem's lifetime: boundary
     updates write into it. The CUDA backend relies on that to prepare each launch's arguments once.
@@ -184,7 +185,7 @@ class Backend(ABC):
         dp.fixed = self.to_device(np.zeros(first.n_nodes * nb, np.uint8))
         dp.mat_f, dp.mat_n = self.to_device(mat_f), self.to_device(mat_n)
         dp.arterial = f(np.array([p.arterial_temperature for p in problems], float))
-        dp.flux = self.empty((first.n_elems * nb, 4), dtype)
+        dp.flux = self.empty(4 * first.n_elems * nb, dtype)
         return dp
 
     def upload_boundaries(self, dp: DeviceProblem, state: BoundaryState, dtype: np.dtype, variant: int = 0) -> None:

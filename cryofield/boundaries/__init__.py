@@ -99,8 +99,9 @@ class Context:
 
 
 def phase_start(phase: Phase | None) -> float:
-    """When ``phase`` started (s); 0 for the basal state. Phase-local curves count from it."""
-    return 0.0 if phase is None else phase.start
+    """When ``phase`` started (s); 0 for the basal state (or a phase not placed on the time axis: a case's
+    ``PhaseSpec``). Phase-local curves count from it."""
+    return float(getattr(phase, "start", 0.0))
 
 
 def _no_reader(nodes: np.ndarray) -> np.ndarray:

@@ -35,8 +35,8 @@ from pydantic import Field, model_validator
 from ..curves import value_at, varying
 from ..errors import InputError
 from ..quantities import HeatTransferCoefficient, Temperature
-from . import BoundaryModel, BoundaryState, Context, Params, SolverView, Surface, register
-from .probes import add_heat, heater_power
+from . import BoundaryModel, BoundaryState, Context, Params, SolverView, Surface, phase_start, register
+from .probes import add_heat, heater_power, set_point
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,12 @@ class CryogenProbe(BoundaryModel):
         if phase is None or phase.kind == "passive_thaw":
             return
         if phase.kind == "freeze":
-            self.T_c = self.params.temperature_at(t, phase.start)
+            self.T_c = self.params.temperature_at(t, phase_start(phase))
             _robin(state, self.surface, self.h, self.T_c)
         elif heater_power(phase, t) is not None:
             add_heat(state, self.surface, heater_power(phase, t))
         else:
-            _robin(state, self.surface, self.h, phase.set_point(t))
+            _robin(state, self.surface, self.h, set_point(phase, t))
 
     def update(self, view: SolverView) -> bool:
         phase = self.phase
@@ -357,7 +357,7 @@ class ControlledProbe(BoundaryModel):
             self.phase_index, self.t_last = index, t  # a set point changed within the mode: bumpless
         self.phase = phase
         if mode == "cool":
-            self.T_c = self.params.temperature_at(t, phase.start)
+            self.T_c = self.params.temperature_at(t, phase_start(phase))
             _robin(state, self.surface, self.u * self.h_max, self.T_c)
         elif mode == "heat":
             add_heat(state, self.surface, self.u * self.params.heater_power)
@@ -379,10 +379,10 @@ class ControlledProbe(BoundaryModel):
         else:
             heating_w = heater_power(phase, view.t) if mode == "open" else self.u * self.params.heater_power
             self.heating += heating_w * dt
-        set_point = phase.set_point(view.t)
+        target = set_point(phase, view.t)
         changed = False
         if mode in ("cool", "heat"):
-            error = sensed - set_point if mode == "cool" else set_point - sensed
+            error = sensed - target if mode == "cool" else target - sensed
             kp, ki = self.params.gains.proportional, self.params.gains.integral
             floor = np.log(self.MIN_FLOW)
             trial = kp * error + ki * (self.integral + error * dt)
@@ -392,7 +392,7 @@ class ControlledProbe(BoundaryModel):
             changed = u != self.u
             self.u = u
         changed = changed or (mode == "cool" and self.capacity is not None)  # the cartridge runs down
-        self.series.add(view.t, phase.index, sensed, np.nan if set_point is None else set_point,
+        self.series.add(view.t, phase.index, sensed, np.nan if target is None else target,
                         self.u if mode != "open" else 1.0, self.integral,
                         self.u * self.h_max if mode == "cool" else 0.0, cooling_w, heating_w, self.cooling)
         return changed

@@ -18,12 +18,12 @@ from . import BoundaryModel, BoundaryState, Params, phase_start, register
 
 def set_point(phase, t: float) -> float | None:
     """The probe temperature the phase drives at ``t`` (°C), or None when the probe is off (or heated at a power)."""
-    return None if phase is None else phase.set_point(t)
+    return None if phase is None else value_at(phase.probe_temperature, t, phase_start(phase))
 
 
 def heater_power(phase, t: float) -> float | None:
     """The heater power (W) an active-thaw phase runs the probe at ``t``, or None."""
-    return None if phase is None else phase.heater_power(t)
+    return None if phase is None else value_at(phase.power, t, phase_start(phase))
 
 
 def add_heat(state: BoundaryState, surface, power: float) -> None:

@@ -72,4 +72,5 @@ class FluxSurface(BoundaryModel):
         heat_flux: varying(Annotated[float, Field(ge=-1e7, le=1e7)])
 
     def assemble(self, state: BoundaryState, phase, t: float) -> None:
-        state.robin_rhs[self.surface.nodes] += value_at(self.params.heat_flux, t, phase_start(phase)) * self.surface.area
+        q = value_at(self.params.heat_flux, t, phase_start(phase))
+        state.robin_rhs[self.surface.nodes] += q * self.surface.area

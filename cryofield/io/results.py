@@ -33,7 +33,7 @@ The file is written in the run's staging directory and published with the rest o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,8 @@ class Result:
     roles: RoleTable
     #: The manifest of the result set the file belongs to, None for a file on its own.
     manifest: dict | None = None
+    #: Per probe with a pose, the ice-ball shape over time (:mod:`cryofield.iceball`): time, width_mm, ...
+    iceball: dict = field(default_factory=dict)
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
         with h5py.File(self.path, "r") as f:
@@ -185,4 +187,6 @@ def read_result(path: str | Path) -> Result:
             metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
             case_yaml=f["case"][()].decode(), metadata=json.loads(m.attrs.get("metadata", "{}")),
             roles=roles, manifest=manifest,
+            iceball={name: {k: v[()] for k, v in g.items()} | {"levels": g.attrs["levels"]}
+                     for name, g in f["iceball"].items()} if "iceball" in f else {},
         )

@@ -60,10 +60,13 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
     with matplotlib.rc_context(_scaled_style(size_scale(size))):
         fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
         FigureCanvasAgg(fig)
-        axes = fig.subplots(4, 2, sharex=True).ravel()
+        shaped = bool(vr.result.iceball)  # probes with a pose: two more panels for the ice-ball shape
+        axes = fig.subplots(5 if shaped else 4, 2, sharex=True).ravel()
         fig.subplots_adjust(left=0.07, right=0.93, top=0.9, bottom=0.06, hspace=0.42, wspace=0.3)
-        titles = panel_titles(vr.thresholds)
+        titles = panel_titles(vr.thresholds) + (ICEBALL_PANELS if shaped else ())
         panels = dict(zip(titles, axes))
+        if shaped:
+            _iceball(panels[ICEBALL_PANELS[0]], panels[ICEBALL_PANELS[1]], vr)
         t = vr.result.metrics["time"]
         _ice_volume(panels["Ice volume"], vr, t)
         _probe(panels["Probe temperature"], vr, t)
@@ -112,6 +115,25 @@ def _thin() -> float:
 
 def _missing(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this result", transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+#: The panels of :func:`_iceball`.
+ICEBALL_PANELS = ("Ice ball: width (solid) and length (dashed)", "Ice ball: reach beyond the tip")
+
+
+def _iceball(shape_ax, tip_ax, vr: VizResult) -> None:
+    """Per isotherm, each posed probe's ice-ball width at mid active length and length along it; the reach
+    beyond its tip (:mod:`cryofield.iceball`)."""
+    colours = isotherm_colours(vr.levels)
+    for name, series in vr.result.iceball.items():
+        for k, level in enumerate(float(v) for v in series["levels"]):
+            colour = colours.get(level)
+            label = f"{name}, {level_label(level, vr.thresholds)}"
+            shape_ax.plot(series["time"], series["width_mm"][:, k], color=colour, label=label)
+            shape_ax.plot(series["time"], series["length_mm"][:, k], color=colour, linestyle="--")
+            tip_ax.plot(series["time"], series["beyond_tip_mm"][:, k], color=colour, label=label)
+    shape_ax.set_ylabel("mm")
+    tip_ax.set_ylabel("mm")
 
 
 def _ice_volume(ax, vr: VizResult, t: np.ndarray) -> None:
