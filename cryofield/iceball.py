@@ -16,7 +16,8 @@ weights at every output:
   from the axis (beyond the tip); the longest of the four.
 
 Crossings are interpolated linearly between samples (0.05 mm apart). Points inside the needle (a hole in
-the mesh) are skipped: the scans start at its surface.
+the mesh) are skipped: the scans start at its surface. A side of a diameter that falls outside the mesh (a
+quarter-symmetry mesh) is the mirror of the other side; a diameter outside on both sides is left out.
 """
 
 from __future__ import annotations
@@ -113,12 +114,17 @@ class ProbeLines:
         """Width (mean, min, max over the diameters), length and reach beyond the tip (m) of one isotherm."""
         lines = self.sample(T)
         n = 2 * DIRECTIONS
-        widths = [2 * self.radius + _reach(self.s_out, lines[2 * k], level) + _reach(self.s_out, lines[2 * k + 1],
-                                                                                    level)
-                  for k in range(DIRECTIONS)]
+        widths = []
+        for k in range(DIRECTIONS):
+            # a side outside the mesh (a symmetry plane cut it off) is taken as the mirror of the other
+            plus, minus = (_reach(self.s_out, line, level) if np.isfinite(line[0]) else None
+                           for line in lines[2 * k:2 * k + 2])
+            if plus is not None or minus is not None:
+                widths.append(2 * self.radius + (plus if plus is not None else minus)
+                              + (minus if minus is not None else plus))
         cold_at_surface = [np.isfinite(line[0]) and line[0] <= level for line in lines[:n]]
-        if not any(cold_at_surface):
-            widths = [0.0] * DIRECTIONS
+        if not any(cold_at_surface) or not widths:
+            widths = [0.0]
         beyond = _reach(self.s_out, lines[n], level)
         proximal = 0.0
         for line in lines[n + 1:]:

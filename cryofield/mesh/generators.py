@@ -100,6 +100,28 @@ def sphere_octant_shell(inner_radius: float, outer_radius: float, size_inner: fl
     return mesh
 
 
+def needle_solid(occ, cap_centre: np.ndarray, axis: np.ndarray, radius: float, active_length: float,
+                 length: float) -> tuple[int, int]:
+    """A closed-end needle as one OCC solid of revolution whose faces split at the active/shaft junction.
+
+    Its half-profile (the hemispherical tip round ``cap_centre``, the active line ``active_length`` long,
+    the shaft line to ``length`` from the cap centre along the unit ``axis``, back to the axis) is revolved
+    about the axis, so a hole cut with it has three faces: the tip, the active cylinder and the shaft.
+    """
+    c, u, r = np.asarray(cap_centre, float), np.asarray(axis, float), radius
+    n = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    n /= np.linalg.norm(n)
+    p = [occ.addPoint(*q) for q in (c - r * u, c + r * n, c + active_length * u + r * n, c + length * u + r * n,
+                                    c + length * u)]
+    centre = occ.addPoint(*c)
+    loop = occ.addCurveLoop([occ.addCircleArc(p[0], centre, p[1]), occ.addLine(p[1], p[2]), occ.addLine(p[2], p[3]),
+                             occ.addLine(p[3], p[4]), occ.addLine(p[4], p[0])])
+    face = occ.addPlaneSurface([loop])
+    out = occ.revolve([(2, face)], *c, *u, 2 * np.pi)
+    occ.remove([(0, centre)])
+    return next(dt for dt in out if dt[0] == 3)
+
+
 def _is_spherical(surface_tag: int) -> bool:
     import gmsh
 

@@ -32,7 +32,7 @@ from ..meshspec import TISSUE_OF, PhantomSpec, ProbePlacement
 from . import cache
 from .anatomy import PhantomGeometry
 from .core import Mesh
-from .generators import gmsh_session, mesh_from_gmsh
+from .generators import gmsh_session, mesh_from_gmsh, needle_solid
 from .placement import PocketPose, ProbePose, check_pockets, check_poses, resolve, resolve_pocket
 
 #: Bumped whenever a change to this package changes the mesh generated from the same parameters.
@@ -276,18 +276,8 @@ def _probe_solid(occ, pose: ProbePose) -> tuple[int, int]:
     Its half-profile (hemisphere arc, active line, shaft line through the skin, back to the axis) is
     revolved about the axis, so the hole's faces are the tip, the active cylinder and the shaft.
     """
-    c, u, r, L = pose.cap_centre, pose.axis, pose.radius, pose.active_length
-    beyond = pose.skin_distance + 2.0 * r / -u[2] + 1.0  # clear of the skin plane whatever the angle
-    n = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
-    n /= np.linalg.norm(n)
-    p = [occ.addPoint(*q) for q in (c - r * u, c + r * n, c + L * u + r * n, c + beyond * u + r * n, c + beyond * u)]
-    centre = occ.addPoint(*c)
-    loop = occ.addCurveLoop([occ.addCircleArc(p[0], centre, p[1]), occ.addLine(p[1], p[2]), occ.addLine(p[2], p[3]),
-                             occ.addLine(p[3], p[4]), occ.addLine(p[4], p[0])])
-    face = occ.addPlaneSurface([loop])
-    out = occ.revolve([(2, face)], *c, *u, 2 * np.pi)
-    occ.remove([(0, centre)])
-    return next(dt for dt in out if dt[0] == 3)
+    beyond = pose.skin_distance + 2.0 * pose.radius / -pose.axis[2] + 1.0  # clear of the skin plane at any angle
+    return needle_solid(occ, pose.cap_centre, pose.axis, pose.radius, pose.active_length, beyond)
 
 
 def _regions(gmsh, pieces: list[tuple[str, tuple]]) -> dict[str, list[int]]:

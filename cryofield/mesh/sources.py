@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import resources
 from ..errors import InputError
-from ..meshspec import GAUGES, MeshSpec, PhantomSpec, ProbePlacement, SlabGenerator, SphereShellGenerator
+from ..meshspec import (GAUGES, MeshSpec, PhantomSpec, ProbeInMediumGenerator, ProbePlacement, SlabGenerator,
+                        SphereShellGenerator)
 from . import generators
 from .anatomy import AnatomyError, PhantomGeometry
 from .checks import check_mesh
@@ -43,9 +44,16 @@ def _sphere_octant_shell(gen: SphereShellGenerator, scale: float) -> Mesh:
 
 #: The function that builds each generator ``kind`` of :data:`~cryofield.meshspec.GENERATOR_KINDS`:
 #: ``(generator spec, scale of its lengths to metres) -> Mesh``.
+def _probe_in_medium(gen: ProbeInMediumGenerator, scale: float) -> Mesh:
+    from .medium import probe_in_medium
+
+    return probe_in_medium(gen, scale)
+
+
 GENERATE: dict[str, Callable[[Any, float], Mesh]] = {
     "slab": _slab,
     "sphere_octant_shell": _sphere_octant_shell,
+    "probe_in_medium": _probe_in_medium,
 }
 
 
@@ -159,6 +167,10 @@ def estimated_nodes(spec: MeshSpec, placements: dict[str, ProbePlacement] | None
         r = np.linspace(gen.inner_radius, gen.outer_radius, 1001)
         h = gen.size_inner + (gen.size_outer - gen.size_inner) * (r - r[0]) / (r[-1] - r[0])
         return float(np.trapezoid(np.pi / 2 * r**2 / h**3, r))
+    if gen is not None and gen.kind == "probe_in_medium":
+        from .medium import estimated_nodes as medium_nodes
+
+        return medium_nodes(gen)
     if spec.phantom is not None:
         return _phantom_nodes(spec.phantom, placements or {})
     return None
