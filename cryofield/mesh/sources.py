@@ -19,8 +19,15 @@ import numpy as np
 
 from .. import resources
 from ..errors import InputError
-from ..meshspec import (GAUGES, MeshSpec, PhantomSpec, ProbeInMediumGenerator, ProbePlacement, SlabGenerator,
-                        SphereShellGenerator)
+from ..meshspec import (
+    GAUGES,
+    MeshSpec,
+    PhantomSpec,
+    ProbeInMediumGenerator,
+    ProbePlacement,
+    SlabGenerator,
+    SphereShellGenerator,
+)
 from . import generators
 from .anatomy import AnatomyError, PhantomGeometry
 from .checks import check_mesh
