@@ -21,7 +21,7 @@ from cryofield.roles import ROLES
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
 from cryofield.viz.geometry import nerve_centrelines, ultrasound_plane, unique_rows
-from cryofield.viz.plots import PANELS, timeseries_figure
+from cryofield.viz.plots import ICEBALL_PANELS, PANELS, timeseries_figure
 from cryofield.viz.roles import STYLES, isotherm_colours, level_label
 from cryofield.viz.slice import SliceView
 
@@ -211,7 +211,11 @@ def test_3d_view_shows_ice_colours_at_frozen_points(vr, tmp_path):
 def test_plots_carry_the_expected_series(vr):
     fig = timeseries_figure(vr, SIZE)
     panels = {ax.get_title(loc="left"): ax for ax in fig.axes if ax.get_title(loc="left")}
-    assert set(panels) == set(PANELS)
+    assert set(panels) == set(PANELS) | set(ICEBALL_PANELS)  # the phantom's needle has a pose: its ice ball
+    shape = vr.result.iceball["tip"]
+    widths = [ln for ln in panels[ICEBALL_PANELS[0]].get_lines() if ln.get_linestyle() == "-"]
+    np.testing.assert_allclose(widths[0].get_ydata(), shape["width_mm"][:, 0])
+    assert shape["width_mm"][-1].max() > 0 and shape["length_mm"][-1].max() > shape["width_mm"][-1].max() / 3
     metrics = vr.result.metrics
     t = metrics["time"]
 

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     sweep.add_argument("--workers", type=int, help="workers of the local cluster (default: one per core)")
     sweep.add_argument("--backend", choices=["auto", "cpu", "cuda"], help="override the sweep's backend")
     sweep.add_argument("--retries", type=int, help="reruns of a variant whose worker died (default: the sweep's)")
+    sweep.add_argument("--ensemble-size", type=int, metavar="N",
+                       help="most variants that share a mesh stepped together as one ensemble (1: never; "
+                            "default: the sweep's ensemble_size, 64)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--dry-run", action="store_true",
                        help="validate every variant and write their cases; run nothing (SLURM: print the job script)")
@@ -47,7 +50,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .schema import load_sweep
 
     sweep = load_sweep(args.sweep)
-    updates = {k: v for k, v in (("backend", args.backend), ("retries", args.retries)) if v is not None}
+    updates = {k: v for k, v in (("backend", args.backend), ("retries", args.retries),
+                                 ("ensemble_size", args.ensemble_size)) if v is not None}
+    if args.ensemble_size is not None and args.ensemble_size < 1:
+        raise InputError("--ensemble-size must be 1 or more", key="--ensemble-size")
     if args.retries is not None and args.retries < 0:
         raise InputError("--retries must be 0 or more", key="--retries")
     if args.workers is not None and args.workers < 1:

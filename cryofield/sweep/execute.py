@@ -511,7 +511,7 @@ def print_result(result: SweepResult) -> None:
     print(f"{s['sweep']}: {s['variants']} variant(s): {c['ok']} ok, {c['failed']} failed, "
           f"{c['pending'] + c['running']} not run; {s['ran']} run now, {s['skipped']} already finished"
           + (f", {s['wall_s']:.1f} s" if s.get("wall_s") is not None else ""))
-    for note in result.notes:
+    for note in result.notes + sorted({r["ensemble_note"] for r in result.rows if r.get("ensemble_note")}):
         print(note)
     failed = [row for row in result.rows if row["status"] == "failed"]
     for row in failed[:MAX_LISTED_FAILURES]:

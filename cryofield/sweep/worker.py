@@ -86,7 +86,8 @@ def run_variants(job: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         if isinstance(outcome, MemoryError):
             raise outcome
-        rows[task["key"]] = _finish(task, rows[task["key"]] | {"ensemble": size}, outcome, t0)
+        extra = {"ensemble": size} | ({"ensemble_note": "; ".join(report.notes)} if report.notes else {})
+        rows[task["key"]] = _finish(task, rows[task["key"]] | extra, outcome, t0)
     for task in alone:
         rows[task["key"]] = run_variant(task)
     return [rows[task["key"]] for task in job]
