@@ -27,6 +27,11 @@ k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, j, n, ne, nb, vf, n_mat):
     """flux[e, b] for every element of every variant in stage j (:func:`cryofield.kernels.element_flux_at`)."""
     k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
+    if nb == 1:  # a single run: the layout's constants passed as literals fold its addresses to a plain array's
+        if counts[0] >= j:
+            for e in prange(ne):
+                k.element_flux_at(e, 0, T, tets, edge_coef, elem_mat, 0, k_T, k_k, k_n, flux, n, ne, 1, 0)
+        return
     for e in prange(ne):
         for b in range(nb):
             if counts[b] >= j:
@@ -56,6 +61,15 @@ def node_stage_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, ma
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
+    if nb == 1:  # a single run, as in element_flux_loop
+        if counts[0] >= j:
+            a1, a2, a0, b1, b0 = table[j, 0, K.A1], table[j, 0, K.A2], table[j, 0, K.A0], table[j, 0, K.B1], table[
+                j, 0, K.B0]
+            for i in prange(n):
+                L[i] = k.node_rate_at(i, 0, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial,
+                                      node_mat, 0, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, 1, 0)
+                k.combine_at(i, node_mat[i], out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L, b0, L0, h_T, h_H, h_n, h_slope)
+        return
     for i in prange(n):
         for b in range(nb):
             if counts[b] < j:
