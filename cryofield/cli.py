@@ -47,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="run even when the estimated memory, work or output size is beyond the limits")
     run.set_defaults(func=cmd_run)
 
+    ensemble = sub.add_parser("ensemble", help="run cases that share a mesh together, one kernel pass per stage "
+                                               "for all of them, each publishing its own result set",
+                              description="Run variants of one mesh (other tissues, probe settings, protocols, "
+                                          "initial states) as one ensemble: each gets the results of "
+                                          "`cryofield run`, bit for bit. Every case is validated before "
+                                          "anything runs; a case that does not share the first one's mesh, or "
+                                          "whose run fails, fails alone (exit 1).")
+    ensemble.add_argument("cases", type=Path, nargs="+", help="case YAML files (distinct names)")
+    ensemble.add_argument("-o", "--output", type=Path, default=Path("results"), help="output directory")
+    ensemble.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
+                          help="override solver.backend of the first case")
+    ensemble.add_argument("--layout", choices=["variants", "nodes"], default="variants",
+                          help="per-variant arrays with the variants of a node adjacent (default) or one block "
+                               "per variant")
+    ensemble.add_argument("--max-size", type=int, default=None, help="most variants in one ensemble")
+    ensemble.add_argument("--force", action="store_true", help="run beyond the estimated limits")
+    ensemble.set_defaults(func=cmd_ensemble)
+
     validate = sub.add_parser("validate", help="check a case (and its mesh) without running it")
     validate.add_argument("case", type=Path)
     validate.set_defaults(func=cmd_validate)
@@ -73,6 +91,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_summary(report)
     _report_pictures(report)
     return EXIT_OK
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .case import load_case
+    from .ensemble import run_ensemble
+
+    if args.max_size is not None and args.max_size < 1:
+        raise InputError("--max-size must be 1 or more", key="--max-size")
+    cases = [load_case(path) for path in args.cases]  # bad input: exit 2 before anything runs
+    seen: dict[str, Path] = {}
+    for path, case in zip(args.cases, cases):
+        if case.name in seen:
+            raise InputError(f"two cases are named '{case.name}' ({seen[case.name]} and {path}): their results "
+                             "would overwrite each other; give one a 'name'", source=str(path), key="name")
+        seen[case.name] = path
+    report = run_ensemble(cases, [args.output] * len(cases), backend=args.backend,
+                          variant_fastest=args.layout == "variants", force=args.force, max_size=args.max_size)
+    for note in report.notes:
+        print(note)
+    print(f"{len(cases)} case(s) in {len(report.sizes)} ensemble(s) of {', '.join(map(str, report.sizes)) or '-'}: "
+          f"{report.variant_steps} variant-steps in {report.stepping_s:.2f} s ({report.variant_steps_per_s:.1f}/s), "
+          f"{report.stage_utilisation:.0%} of the stage slots used")
+    failed = 0
+    for path, case, result in zip(args.cases, cases, report.results):
+        if isinstance(result, BaseException):
+            failed += 1
+            print(f"  {case.name}: failed: {result}", file=sys.stderr)
+        else:
+            s = result.summary
+            print(f"  {case.name}: {s['time_step']['steps']} steps, min probe "
+                  f"{min(p['min_temperature_C'] for p in s['probes'].values()):.1f} C -> {result.paths['h5']}")
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _report_pictures(report) -> None:

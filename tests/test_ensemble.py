@@ -173,3 +173,24 @@ def test_an_ensemble_too_big_for_memory_is_split(tmp_path, monkeypatch):
     report = run_ensemble(cases, [tmp_path] * len(cases), backend="cpu")
     assert report.sizes == [2, 2] and "split into 2 ensembles" in report.notes[0]
     assert all(not isinstance(r, BaseException) for r in report.results)
+
+
+def test_the_ensemble_command_runs_case_files_together(tmp_path, capsys):
+    from cryofield.cli import main
+
+    paths = []
+    for b, v in enumerate(VARIANTS[:2]):
+        path = tmp_path / f"v{b}.yaml"
+        path.write_text(BASE.format(b=b, precision="float64", cells=5, **v))
+        paths.append(str(path))
+    assert main(["ensemble", *paths, "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "2 case(s) in 1 ensemble(s) of 2" in out and (tmp_path / "out" / "v0.h5").is_file()
+    assert (tmp_path / "out" / "v1.manifest.json").is_file()
+    # the same name twice, or a bad case: exit 2, nothing written
+    assert main(["ensemble", paths[0], paths[0], "-o", str(tmp_path / "twice")]) == 2
+    assert "two cases are named 'v0'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.format(b=9, precision="float64", cells=5, **VARIANTS[0]).replace("max_dt", "max_dtt"))
+    assert main(["ensemble", paths[0], str(bad), "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "bad").exists()
