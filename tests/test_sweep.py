@@ -129,6 +129,8 @@ retries: 2
         deadline = time.monotonic() + 60
         while killed is None and time.monotonic() < deadline:  # a variant that started and has not finished
             for attempts in out.glob("variants/*/.attempts"):
+                if "stages: 2" in (attempts.parent / "case.yaml").read_text():
+                    continue  # the bad variant: it fails by its input, in the ensemble with a good one
                 if not (attempts.parent / "row.json").exists():
                     pid = int(attempts.read_text().split()[-1].rsplit(":", 1)[1])
                     if pid in pids:
@@ -142,7 +144,7 @@ retries: 2
     assert killed is not None and not runner.is_alive()
     rows = {r["key"]: r for r in read_table(out)}
     assert len(rows) == 4
-    assert rows[killed]["status"] == "ok" and rows[killed]["attempts"] == 2
+    assert rows[killed]["status"] == "ok" and rows[killed]["attempts"] == 2, rows[killed]
     assert int(rows[killed]["worker"].rsplit(":", 1)[1]) != pid  # finished by another worker process
     by_t = {r["protocol.0.temperature"]: r for r in rows.values()}
     assert [by_t[t]["status"] for t in (-70, -60, -50)] == ["ok"] * 3
