@@ -112,7 +112,10 @@ class ProbeLines:
 
     def measure(self, T: np.ndarray, level: float) -> dict[str, float]:
         """Width (mean, min, max over the diameters), length and reach beyond the tip (m) of one isotherm."""
-        lines = self.sample(T)
+        return self.shape(self.sample(T), level)
+
+    def shape(self, lines: list[np.ndarray], level: float) -> dict[str, float]:
+        """:meth:`measure` on lines already sampled (:meth:`sample`), so that several isotherms share one."""
         n = 2 * DIRECTIONS
         widths = []
         for k in range(DIRECTIONS):
@@ -153,7 +156,8 @@ class IceBallRecorder(Observer):
         T = run.temperature()
         self.times.append(segment.end)
         for name, lines in self.lines.items():
-            self.rows[name].append([lines.measure(T, level) for level in self.levels])
+            sampled = lines.sample(T)
+            self.rows[name].append([lines.shape(sampled, level) for level in self.levels])
 
     def state(self, run: RunState) -> dict:
         out = {"time": np.array(self.times)}
