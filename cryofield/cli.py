@@ -144,7 +144,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = prepare(case)
     p = plan.problem
     print(f"{args.case}: valid")
-    print(f"  mesh: {p.n_nodes} nodes, {p.n_elems} tetrahedra, regions: {', '.join(p.region_names)}")
+    cells = "r-z triangles (axisymmetric)" if p.axisymmetric else "tetrahedra"
+    print(f"  mesh: {p.n_nodes} nodes, {p.n_elems} {cells}, regions: {', '.join(p.region_names)}")
     for note in p.mesh.notes:
         print(f"  note: {note}")
     control = plan.control()

@@ -76,10 +76,16 @@ class ClinicalReading:
     @property
     def volumes(self) -> np.ndarray:
         if self._volumes is None:
-            from .fem import gradients_and_volumes
+            from .fem import cell_volumes
 
-            self._volumes = np.abs(gradients_and_volumes(self.points, self.tets)[1])
+            self._volumes = np.abs(cell_volumes(self.points, self.tets))
         return self._volumes
+
+    def _radii(self, mine: np.ndarray) -> np.ndarray | None:
+        """The corner radii of the selected elements of an axisymmetric mesh (None for tetrahedra)."""
+        from .metrics import corner_radii
+
+        return corner_radii(self.points, self.tets[mine])
 
     def summary(self, min_temperature: np.ndarray, *, time_below: np.ndarray | None = None,
                 damage: np.ndarray | None = None, walls: dict[str, np.ndarray] | None = None,
@@ -152,22 +158,24 @@ class ClinicalReading:
             if name in exclude:
                 continue
             mine = self.elem_region == i
-            fraction = fraction_below(min_temperature[self.tets[mine]], self.liquidus[name])
+            fraction = fraction_below(min_temperature[self.tets[mine]], self.liquidus[name], self._radii(mine))
             out[name] = float(np.sum(fraction * self.volumes[mine]) * 1e9)
         return out
 
     def damaged_volumes(self, damage: np.ndarray, min_temperature: np.ndarray) -> dict[str, dict[str, float]]:
         """Per region: the damaged volume (mm³, the damage fraction integrated, P1) and the necrotic one
         (where the tissue reached the necrosis level: exact, P1)."""
+        from .fem import corner_shares
         from .metrics import fraction_below
 
         damaged, necrotic = {}, {}
         for i, name in enumerate(self.region_names):
             mine = self.elem_region == i
-            vol = self.volumes[mine]
-            damaged[name] = float(np.sum(damage[self.tets[mine]].mean(axis=1) * vol) * 1e9)
-            necrotic[name] = float(np.sum(fraction_below(min_temperature[self.tets[mine]], self.limits.necrosis_c)
-                                          * vol) * 1e9)
+            vol, corners = self.volumes[mine], self.tets[mine]
+            mean = np.sum(damage[corners] * corner_shares(self.points, corners), axis=1)  # the P1 field's mean
+            damaged[name] = float(np.sum(mean * vol) * 1e9)
+            necrotic[name] = float(np.sum(fraction_below(min_temperature[corners], self.limits.necrosis_c,
+                                                         self._radii(mine)) * vol) * 1e9)
         return {"damaged_mm3": damaged, "necrotic_mm3": necrotic}
 
     def recovery(self, nerve: str, min_temperature: np.ndarray, durable: bool) -> dict:

@@ -17,13 +17,15 @@ weights at every output:
 
 Crossings are interpolated linearly between samples (0.05 mm apart). Points inside the needle (a hole in
 the mesh) are skipped: the scans start at its surface. A side of a diameter that falls outside the mesh (a
-quarter-symmetry mesh) is the mirror of the other side; a diameter outside on both sides is left out.
+quarter-symmetry mesh) is the mirror of the other side; a diameter outside on both sides is left out. On
+an axisymmetric mesh every line is read in the r–z plane (:func:`cryofield.fem.locate_points`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import fem
 from .driver import Observer, RunState
 from .schedule import Segment
 
@@ -31,32 +33,6 @@ from .schedule import Segment
 SPACING = 5e-5
 #: Directions (around the axis) of the width diameters and of the length lines.
 DIRECTIONS = 4
-
-
-def locate_points(points: np.ndarray, tets: np.ndarray, x: np.ndarray, candidates: int = 32
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P, 4) nodes and (P, 4) P1 weights of the tetrahedra holding the points ``x`` (P, 3), and (P,) whether
-    each was found inside the mesh (a point outside, or in a hole, has none)."""
-    from scipy.spatial import cKDTree
-
-    corners = points[tets]  # (E, 4, 3)
-    _, near = cKDTree(corners.mean(axis=1)).query(x, k=min(candidates, len(tets)))
-    near = near.reshape(len(x), -1)
-    best_lam = np.full((len(x), 4), -np.inf)
-    best_e = np.zeros(len(x), int)
-    for c in range(near.shape[1]):
-        e = near[:, c]
-        p = corners[e]  # (P, 4, 3)
-        T = np.transpose(p[:, 1:] - p[:, :1], (0, 2, 1))  # (P, 3, 3): columns are edges from corner 0
-        with np.errstate(all="ignore"):
-            lam123 = np.linalg.solve(T, (x - p[:, 0])[..., None])[..., 0]
-        lam = np.concatenate([1.0 - lam123.sum(axis=1, keepdims=True), lam123], axis=1)
-        better = lam.min(axis=1) > best_lam.min(axis=1)
-        best_lam[better], best_e[better] = lam[better], e[better]
-    found = best_lam.min(axis=1) >= -1e-9
-    weights = np.clip(best_lam, 0.0, None)
-    weights /= np.where(weights.sum(axis=1, keepdims=True) > 0, weights.sum(axis=1, keepdims=True), 1.0)
-    return tets[best_e], weights, found
 
 
 def _reach(s: np.ndarray, T: np.ndarray, level: float) -> float:
@@ -103,7 +79,7 @@ class ProbeLines:
                 lines.append(tip[None] + sign * offset * d + s_along[:, None] * axis)
         self.s_out = s_out
         self.sizes = [len(line) for line in lines]
-        self.nodes, self.weights, found = locate_points(points, tets, np.concatenate(lines))
+        self.nodes, self.weights, found = fem.locate_points(points, tets, np.concatenate(lines))
         self.found = found
 
     def sample(self, T: np.ndarray) -> list[np.ndarray]:

@@ -87,12 +87,29 @@ def nan_max(a, b):
 def element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, flux, n, ne, nb, vf):
     """flux[e, a] = -k_e sum_{b != a} K_ab (T_b - T_a): heat flow (W) into local node a of element e, variant b.
 
+    Element e is a tetrahedron, or an r-z triangle of an axisymmetric mesh when its fourth corner is -1
+    (the same equation with its three nodes and the r-weighted K_ab of :func:`cryofield.fem.edge_coefficients`).
+
     Geometry (``tets``, ``edge_coef``, ``elem_mat``) is shared; variant b's tissues are materials
     ``elem_mat[e] + b * n_mat`` of the tables, its temperatures and flows are at :func:`at` addresses.
     """
     m = elem_mat[e] + b * n_mat
     t0, t1 = T[at(tets[e, 0], b, n, nb, vf)], T[at(tets[e, 1], b, n, nb, vf)]
-    t2, t3 = T[at(tets[e, 2], b, n, nb, vf)], T[at(tets[e, 3], b, n, nb, vf)]
+    t2 = T[at(tets[e, 2], b, n, nb, vf)]
+    ns = 4 * ne
+    if tets[e, 3] < 0:  # an r-z triangle of an axisymmetric mesh (fem.kernel_cells): three corners, three edges
+        # k_e = mean of k(T) at the three nodes; w_ab = k_e K_ab (T_b - T_a), edges 01, 02, 12 (fem.TRIANGLE_EDGE_SLOTS)
+        k = (conductivity_of(t0, m, k_T, k_k, k_n) + conductivity_of(t1, m, k_T, k_k, k_n)
+             + conductivity_of(t2, m, k_T, k_k, k_n)) / 3.0
+        w01 = k * edge_coef[e, 0] * (t1 - t0)
+        w02 = k * edge_coef[e, 1] * (t2 - t0)
+        w12 = k * edge_coef[e, 3] * (t2 - t1)
+        flux[at(4 * e, b, ns, nb, vf)] = -(w01 + w02)
+        flux[at(4 * e + 1, b, ns, nb, vf)] = w01 - w12
+        flux[at(4 * e + 2, b, ns, nb, vf)] = w02 + w12
+        flux[at(4 * e + 3, b, ns, nb, vf)] = 0.0  # no fourth corner: no node gathers this slot
+        return
+    t3 = T[at(tets[e, 3], b, n, nb, vf)]
     # k_e = mean of k(T) at the four nodes, with the element's tissue
     k = 0.25 * (conductivity_of(t0, m, k_T, k_k, k_n) + conductivity_of(t1, m, k_T, k_k, k_n)
                 + conductivity_of(t2, m, k_T, k_k, k_n) + conductivity_of(t3, m, k_T, k_k, k_n))
@@ -104,7 +121,6 @@ def element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, fl
     w13 = k * edge_coef[e, 4] * (t3 - t1)
     w23 = k * edge_coef[e, 5] * (t3 - t2)
     # slot 4 e + a of variant b (the node pass gathers slots): flux[at(4 e + a, b, 4 ne, nb, vf)]
-    ns = 4 * ne
     flux[at(4 * e, b, ns, nb, vf)] = -(w01 + w02 + w03)
     flux[at(4 * e + 1, b, ns, nb, vf)] = w01 - w12 - w13
     flux[at(4 * e + 2, b, ns, nb, vf)] = w02 + w12 - w23

@@ -11,7 +11,7 @@ import numpy as np
 
 from .driver import Observer, RunState
 from .io.results import ResultWriter
-from .metrics import RegionMeasures
+from .metrics import RegionMeasures, corner_radii
 from .problem import Problem
 from .schedule import Segment
 
@@ -57,7 +57,8 @@ class MetricsRecorder(Observer):
         self.isotherms = list(isotherms)
         self.probes = problem.probes
         self.regions = RegionMeasures(problem.mesh.tets, problem.volumes, problem.elem_mat, problem.region_names,
-                                      problem.node_ptr, problem.node_slot)
+                                      problem.node_ptr, problem.node_slot,
+                                      corner_radii(problem.mesh.points, problem.mesh.tets))
         self.rows: dict[str, list] = {"time": [], "phase": [], "probe_temperature": [], "region_min_temperature": [],
                                       "volume_below": []}
 

@@ -4,11 +4,14 @@ Semi-discrete system (P1, lumped mass), for every node ``i`` not held at a fixed
 
     V_i dH_i/dt = -sum_e k_e (K_e T)_i  -  hA_i (T_i - T_amb,i)  +  qA_i  +  V_i f_l(T_i) [P_i (T_a - T_i) + Q_i]
 
-``V_i`` is the lumped volume, ``k_e`` the element conductivity (mean of k(T) at its four nodes, with the
+``V_i`` is the lumped volume, ``k_e`` the element conductivity (mean of k(T) at its nodes, with the
 element's tissue), ``hA_i`` the lumped convective conductance of Robin surfaces, ``qA_i`` the lumped heat
 flow imposed through flux surfaces, ``P_i = w_b rho_b c_b``
 and ``Q_i`` the volume-weighted perfusion and metabolic heat of the tissues around the node. The
 enthalpy law ``H(T)`` of a node is that of the tissue holding most of its lumped volume.
+
+On an axisymmetric mesh (r–z triangles, :mod:`cryofield.fem`) the same equation holds with every volume,
+area and stiffness coefficient weighted by ``2 pi r``: the arrays below are those of the solid of revolution.
 """
 
 from __future__ import annotations
@@ -48,15 +51,15 @@ class Problem:
     region_names: list[str]  # region name of material index m
     elem_mat: np.ndarray  # (E,) int32
     node_mat: np.ndarray  # (N,) int32
-    volumes: np.ndarray  # (E,)
-    edge_coef: np.ndarray  # (E, 6)
+    volumes: np.ndarray  # (E,) m³ (an axisymmetric triangle: the ring it sweeps)
+    edge_coef: np.ndarray  # (E, 6), fem.EDGES order
     lumped: np.ndarray  # (N,) m³
     perfusion: np.ndarray  # (N,) W/m³/K
     metabolic: np.ndarray  # (N,) W/m³
     arterial_temperature: float
     tables: MaterialTables
     node_ptr: np.ndarray  # (N+1,) incidence CSR: slots of node i are node_slot[node_ptr[i]:node_ptr[i+1]]
-    node_slot: np.ndarray  # (4E,) slot = 4*element + local node
+    node_slot: np.ndarray  # (4E or 3E,) slot = 4*element + local node
     boundaries: BoundarySet
     probes: list[Probe] = field(default_factory=list)
 
@@ -67,6 +70,11 @@ class Problem:
     @property
     def n_elems(self) -> int:
         return self.mesh.n_tets
+
+    @property
+    def axisymmetric(self) -> bool:
+        """Whether the mesh is the r–z half plane of an axisymmetric problem."""
+        return fem.is_axisymmetric(self.mesh.tets)
 
     def boundary_state(self, phase: Phase | None, t: float = 0.0) -> BoundaryState:
         """Boundary arrays at ``t`` during ``phase`` (None: probes off, as for the basal state)."""
@@ -86,8 +94,8 @@ class Problem:
                        / (self.tables.liquidus[self.node_mat] - self.tables.solidus[self.node_mat]), 0.0, 1.0)
 
     def element_conductivity(self, T: np.ndarray) -> np.ndarray:
-        """k_e: mean of k(T) at the element's four nodes, evaluated with the element's tissue."""
-        k = np.empty((self.n_elems, 4))
+        """k_e: mean of k(T) at the element's nodes, evaluated with the element's tissue."""
+        k = np.empty(self.mesh.tets.shape)
         for m, mat in enumerate(self.materials):
             sel = self.elem_mat == m
             k[sel] = mat.conductivity_at(T[self.mesh.tets[sel]])
@@ -101,12 +109,14 @@ class Problem:
         """
         k_max = np.array([maximum_conductivity(m) for m in self.materials])[self.elem_mat]
         c_min = np.array([minimum_capacity(m) for m in self.materials])[self.node_mat]
-        w = np.abs(self.edge_coef) * k_max[:, None]
         tets = self.mesh.tets
-        a, b = fem.EDGES.T
+        pairs, slots = fem.edges_of(tets)
+        coef = self.edge_coef[:, slots]
+        w = np.abs(coef) * k_max[:, None]
+        a, b = pairs.T
         off = np.bincount(tets[:, a].ravel(), w.ravel(), self.n_nodes) + np.bincount(tets[:, b].ravel(), w.ravel(),
                                                                                        self.n_nodes)
-        diag_w = (self.edge_coef * k_max[:, None]).ravel()
+        diag_w = (coef * k_max[:, None]).ravel()
         diag = -(np.bincount(tets[:, a].ravel(), diag_w, self.n_nodes) + np.bincount(tets[:, b].ravel(), diag_w,
                                                                                         self.n_nodes))
         rho = (off + np.abs(diag) + robin_coef) / (self.lumped * c_min) + self.perfusion / c_min
@@ -124,22 +134,21 @@ def build_problem(case: Case, mesh: Mesh) -> Problem:
     materials = [materials_by_region[r] for r in region_names]
     tag_to_mat = {mesh.regions[r]: m for m, r in enumerate(region_names)}
     elem_mat = _map_tags(mesh.tet_tags, tag_to_mat)
-    _, volumes = fem.gradients_and_volumes(mesh.points, mesh.tets)
+    volumes = fem.cell_volumes(mesh.points, mesh.tets)
     n = mesh.n_nodes
-    lumped = fem.lumped_volumes(mesh.tets, volumes, n)
-    share = np.stack([fem.lumped_volumes(mesh.tets, volumes, n, (elem_mat == m).astype(float))
+    lumped = fem.lumped_volumes(mesh.points, mesh.tets, n)
+    share = np.stack([fem.lumped_volumes(mesh.points, mesh.tets, n, (elem_mat == m).astype(float))
                       for m in range(len(materials))], axis=1)
     blood = case.blood.heat_capacity
     perfusion = share @ np.array([m.perfusion * blood for m in materials]) / lumped
     metabolic = share @ np.array([m.metabolic_heat for m in materials]) / lumped
-    order = np.argsort(mesh.tets.ravel(), kind="stable")
-    node_ptr = np.concatenate([[0], np.cumsum(np.bincount(mesh.tets.ravel(), minlength=n))])
+    node_ptr, node_slot = fem.incidence(mesh.tets, n)
     problem = Problem(
         mesh=mesh, original_index=perm, materials=materials, region_names=region_names,
         elem_mat=elem_mat, node_mat=np.argmax(share, axis=1).astype(np.int32), volumes=volumes,
         edge_coef=fem.edge_coefficients(mesh.points, mesh.tets), lumped=lumped, perfusion=perfusion,
         metabolic=metabolic, arterial_temperature=case.blood.arterial_temperature, tables=build_tables(materials),
-        node_ptr=node_ptr.astype(np.int64), node_slot=order.astype(np.int64),
+        node_ptr=node_ptr, node_slot=node_slot,
         boundaries=_boundary_models(case, mesh),
         probes=[Probe(p.name, mesh.surface_nodes(p.surface)) for p in case.probes],
     )
@@ -182,8 +191,8 @@ def _check_names(case: Case, mesh: Mesh) -> None:
 def _locality_order(mesh: Mesh) -> np.ndarray:
     """Reverse Cuthill–McKee order of the node graph: neighbours get nearby indices (cache locality)."""
     t = mesh.tets
-    rows = np.repeat(t, 4, axis=1).ravel()
-    cols = np.tile(t, (1, 4)).ravel()
+    rows = np.repeat(t, t.shape[1], axis=1).ravel()
+    cols = np.tile(t, (1, t.shape[1])).ravel()
     graph = sp.csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(mesh.n_nodes, mesh.n_nodes))
     return np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=True), np.int64)
 

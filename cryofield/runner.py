@@ -485,6 +485,7 @@ def summarize(plan: Plan, backend: Backend, run: RunState, fields: dict[str, np.
         "device": backend.device_name, "backend_chosen_by": backend.chosen_by, "precision": case.solver.precision,
         "backend_diagnostics": backend.diagnostics(),
         "scheme": case.solver.scheme, "nodes": problem.n_nodes, "elements": problem.n_elems,
+        "axisymmetric": problem.axisymmetric,
         "simulated_time_s": case.duration,
         "time_step": {"forward_euler_limit_s": plan.dt_fe, "max_dt_s": case.solver.max_dt, "steps": stats.steps,
                       "rejected_steps": stats.rejected, "operator_applications": stats.operator_applications},

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from .. import fem, kernels
 from ..materials import MaterialTables
 from ..problem import BoundaryState, Problem
 
@@ -26,7 +26,8 @@ class DeviceProblem:
     Layout (float arrays in the run's precision, indices int32 unless said otherwise). Shared by all variants:
 
     ``tets`` (E, 4), ``edge_coef`` (E, 6), ``elem_mat`` (E,)
-        connectivity, P1 stiffness coefficients (fem.EDGES order) and tissue of each element;
+        connectivity (an axisymmetric mesh's triangles with a fourth corner -1, :func:`cryofield.fem.kernel_cells`),
+        P1 stiffness coefficients (fem.EDGES order) and tissue of each element;
     ``node_mat`` (N,), ``node_ptr`` (N + 1,) int64, ``node_slot`` (4E,)
         each node's enthalpy-law tissue, and the node → element-slot incidence (:mod:`cryofield.kernels`).
 
@@ -179,7 +180,7 @@ class Backend(ABC):
                            variant_fastest=int(bool(variant_fastest) and nb > 1), n_materials=len(first.materials),
                            **dict.fromkeys(("tets", "edge_coef", "elem_mat", "node_mat", "node_ptr", "node_slot",
                                             "node_data", "fixed", "mat_f", "mat_n", "arterial", "flux")))
-        dp.tets, dp.edge_coef, dp.elem_mat = i32(first.mesh.tets), f(first.edge_coef), i32(first.elem_mat)
+        dp.tets, dp.edge_coef, dp.elem_mat = i32(fem.kernel_cells(first.mesh.tets)), f(first.edge_coef), i32(first.elem_mat)
         dp.node_mat, dp.node_ptr = i32(first.node_mat), self.to_device(first.node_ptr.astype(np.int64))
         dp.node_slot, dp.node_data = i32(first.node_slot), self.to_device(pack_node_data(problems, dtype, dp))
         dp.fixed = self.to_device(np.zeros(first.n_nodes * nb, np.uint8))

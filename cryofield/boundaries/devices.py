@@ -32,6 +32,7 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from .. import fem
 from ..curves import value_at, varying
 from ..errors import InputError
 from ..quantities import HeatTransferCoefficient, Temperature
@@ -267,27 +268,19 @@ def _tip_nodes(surface: Surface, context: Context) -> tuple[np.ndarray, np.ndarr
 
 
 def locate(points: np.ndarray, tets: np.ndarray, x: np.ndarray, key: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """The four nodes of the tetrahedron holding ``x`` (m) and its barycentric (P1) weights there.
+    """The nodes of the element holding ``x`` (m) and its barycentric (P1) weights there
+    (:func:`cryofield.fem.locate_points`).
 
     Raises
     ------
     InputError
         When ``x`` lies outside the mesh (naming ``key``).
     """
-    from scipy.spatial import cKDTree
-
-    centroids = points[tets].mean(axis=1)
-    _, near = cKDTree(centroids).query(x, k=min(64, len(tets)))
-    best, best_min = None, -np.inf
-    for e in np.atleast_1d(near):
-        p = points[tets[e]]
-        lam = np.linalg.solve(np.vstack([np.ones(4), p.T]), np.concatenate([[1.0], x]))
-        if lam.min() > best_min:
-            best, best_min = (tets[e], lam), lam.min()
-    if best is None or best_min < -1e-9:
+    nodes, weights, found = fem.locate_points(points, tets, np.asarray(x, float)[None], candidates=64)
+    if not found[0]:
         raise InputError(f"the sensor point {np.round(x * 1e3, 3).tolist()} mm lies outside the mesh (or in a hole)",
                          key=key or None)
-    return best[0], np.clip(best[1], 0.0, None) / np.clip(best[1], 0.0, None).sum()
+    return nodes[0], weights[0]
 
 
 @register

@@ -10,6 +10,9 @@ Layout (all SI, temperatures °C)::
     /mesh/points          (N, 3) m          /mesh/tetra (E, 4)     /mesh/region_id (E,)
     /mesh/region_names    (R,) strings      /mesh/original_node_index (N,)
     /mesh/surfaces/NAME   (F, 3) triangles  /mesh/probes/NAME (P,) node indices
+                          an axisymmetric run (attrs axisymmetric): /mesh/triangle (E, 3) r-z triangles,
+                          points (r, 0, z), surfaces (F, 2) segments; ParaView's Rotational Extrusion
+                          turns it into the solid
     /roles                attrs: roles (JSON: each region's role, nerve and artery centrelines and where
                                  they came from, the clinical thresholds; see cryofield.roles.RoleTable)
     /snapshots/time       (S,) s            /snapshots/phase (S,)
@@ -47,6 +50,15 @@ FORMAT = "cryofield-result"
 FORMAT_VERSION = 2  # 2: the /roles table
 
 
+#: The element dataset of ``/mesh``: tetrahedra, or an axisymmetric run's r-z triangles.
+CELLS = ("tetra", "triangle")
+
+
+def cell_dataset(cells) -> str:
+    """The name of the ``/mesh`` dataset that holds ``cells``."""
+    return CELLS[np.asarray(cells).shape[1] == 3]
+
+
 def result_paths(out_dir: Path, name: str) -> dict[str, Path]:
     """Where a run named ``name`` writes its files."""
     return {"h5": out_dir / f"{name}.h5", "xdmf": out_dir / f"{name}.xdmf", "json": out_dir / f"{name}.json"}
@@ -72,7 +84,8 @@ class ResultWriter:
         g = self.file.create_group("mesh")
         g.attrs["metadata"] = json.dumps(metadata or {})
         g.create_dataset("points", data=points, compression="gzip")
-        g.create_dataset("tetra", data=np.asarray(tets, np.int32), compression="gzip")
+        g.attrs["axisymmetric"] = np.asarray(tets).shape[1] == 3
+        g.create_dataset(cell_dataset(tets), data=np.asarray(tets, np.int32), compression="gzip")
         g.create_dataset("region_id", data=np.asarray(region_id, np.int32), compression="gzip")
         g.create_dataset("region_names", data=np.array(region_names, dtype=h5py.string_dtype()))
         g.create_dataset("original_node_index", data=np.asarray(original_index, np.int64), compression="gzip")
@@ -179,7 +192,7 @@ def read_result(path: str | Path) -> Result:
         if list(roles.roles) != region_names:
             raise ValueError(f"{path}: the /roles table does not list the mesh's regions")
         return Result(
-            path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m["tetra"][()], region_id=m["region_id"][()],
+            path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m[next(k for k in CELLS if k in m)][()], region_id=m["region_id"][()],
             region_names=region_names,
             surfaces={k: v[()] for k, v in m["surfaces"].items()}, probes={k: v[()] for k, v in m["probes"].items()},
             snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import h5py
 
+from .results import CELLS
+
 
 def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:
     """Describe every snapshot of ``h5_path`` as one grid of a temporal collection.
@@ -16,7 +18,8 @@ def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:
     h5_name = os.path.relpath(h5_path, xdmf_path.parent)
     with h5py.File(h5_path, "r") as f:
         n_nodes = f["mesh/points"].shape[0]
-        n_tets = f["mesh/tetra"].shape[0]
+        cells = next(f"/mesh/{k}" for k in CELLS if k in f["mesh"])
+        n_tets, width = f[cells].shape
         times = f["snapshots/time"][()]
         snap_fields = [k for k in f["snapshots"] if isinstance(f["snapshots"][k], h5py.Group)]
         static = [(k, f["fields"][k].shape) for k in f["fields"]]
@@ -38,8 +41,8 @@ def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:
                              f'{item(f"/fields/{name}", shape)}</Attribute>')
         grids.append(
             f'<Grid Name="t{i:06d}" GridType="Uniform"><Time Value="{float(t)!r}"/>'
-            f'<Topology TopologyType="Tetrahedron" NumberOfElements="{n_tets}">'
-            f'{item("/mesh/tetra", (n_tets, 4), "Int", 4)}'
+            f'<Topology TopologyType="{"Tetrahedron" if width == 4 else "Triangle"}" NumberOfElements="{n_tets}">'
+            f'{item(cells, (n_tets, width), "Int", 4)}'
             f'</Topology><Geometry GeometryType="XYZ">{item("/mesh/points", (n_nodes, 3))}</Geometry>'
             + "".join(attrs) + "</Grid>")
     text = ('<?xml version="1.0"?>\n<Xdmf Version="3.0"><Domain>'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from .. import fem
 from .core import Mesh
 
 #: A mesh of a piece of a patient spans more than a millimetre and less than a metre (in metres).
@@ -14,15 +15,18 @@ DEGENERATE_RATIO = 1e-8
 
 
 def signed_volumes(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
-    """Signed volume of each tetrahedron: det[x1-x0, x2-x0, x3-x0] / 6."""
+    """Signed volume of each tetrahedron, det[x1-x0, x2-x0, x3-x0] / 6; of an axisymmetric mesh's r–z
+    triangle, its signed area in the (r, z) plane (positive counter-clockwise)."""
+    if fem.is_axisymmetric(tets):
+        return fem.triangle_gradients_and_areas(points, tets)[1]
     p = points[tets]
     return np.einsum("ij,ij->i", p[:, 1] - p[:, 0], np.cross(p[:, 2] - p[:, 0], p[:, 3] - p[:, 0])) / 6.0
 
 
 def longest_edges(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
-    """Longest edge length of each tetrahedron."""
+    """Longest edge length of each element."""
     p = points[tets]
-    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    pairs, _ = fem.edges_of(tets)
     return np.max([np.linalg.norm(p[:, a] - p[:, b], axis=1) for a, b in pairs], axis=0)
 
 
@@ -36,6 +40,8 @@ def check_mesh(mesh: Mesh, units: str, source: str | None = None) -> Mesh:
     """
     source = source or mesh.source
     _check_numbers(mesh, source)
+    if mesh.axisymmetric:
+        _check_half_plane(mesh, source)
     _check_extent(mesh, units, source)
     _check_tags(mesh, source)
     _check_duplicates(mesh, source)
@@ -52,11 +58,24 @@ def _check_numbers(mesh: Mesh, source: str) -> None:
     if len(bad):
         raise InputError(f"{len(bad)} node(s) with non-finite coordinates (NaN or infinite), e.g. node(s) "
                          f"{bad[:5].tolist()}", source=source)
-    for what, cells in (("tetrahedron", mesh.tets), ("boundary triangle", mesh.facets)):
+    kinds = ("triangle", "boundary segment") if mesh.axisymmetric else ("tetrahedron", "boundary triangle")
+    for what, cells in zip(kinds, (mesh.tets, mesh.facets)):
         if len(cells) and (cells.min() < 0 or cells.max() >= mesh.n_nodes):
             worst = int(cells.max()) if cells.max() >= mesh.n_nodes else int(cells.min())
             raise InputError(f"a {what} refers to node {worst}, but the mesh has {mesh.n_nodes} nodes "
                              f"(0 to {mesh.n_nodes - 1})", source=source)
+
+
+def _check_half_plane(mesh: Mesh, source: str) -> None:
+    """An axisymmetric mesh lies in the r–z half plane: y = 0 and r = x >= 0 at every node."""
+    scale = max(float(np.ptp(mesh.points, axis=0).max()), 1e-300)
+    off = np.flatnonzero((np.abs(mesh.points[:, 1]) > 1e-9 * scale) | (mesh.points[:, 0] < -1e-9 * scale))
+    if len(off):
+        raise InputError(f"{len(off)} node(s) of the axisymmetric mesh lie off the r-z half plane (y = 0, r = x >= 0), "
+                         f"e.g. node {int(off[0])} at {np.round(mesh.points[off[0]] * 1e3, 4).tolist()} mm",
+                         source=source)
+    mesh.points[:, 1] = 0.0
+    mesh.points[:, 0] = np.maximum(mesh.points[:, 0], 0.0)
 
 
 def _check_duplicates(mesh: Mesh, source: str) -> None:
@@ -105,14 +124,16 @@ def _check_tags(mesh: Mesh, source: str) -> None:
 
 def _check_volumes(mesh: Mesh, source: str) -> None:
     vol = signed_volumes(mesh.points, mesh.tets)
-    flat = np.flatnonzero(np.abs(vol) < DEGENERATE_RATIO * longest_edges(mesh.points, mesh.tets) ** 3)
+    what = "triangles" if mesh.axisymmetric else "tetrahedra"
+    flat = np.flatnonzero(np.abs(vol) < DEGENERATE_RATIO * longest_edges(mesh.points, mesh.tets) ** (mesh.tets.shape[1] - 1))
     if len(flat):
-        raise InputError(f"{len(flat)} degenerate (zero-volume) tetrahedra, e.g. element(s) "
-                         f"{flat[:5].tolist()}; repair the mesh", source=source)
+        raise InputError(f"{len(flat)} degenerate (zero-{'area' if mesh.axisymmetric else 'volume'}) {what}, e.g. "
+                         f"element(s) {flat[:5].tolist()}; repair the mesh", source=source)
     inverted = vol < 0
     if inverted.any():
-        mesh.tets[inverted] = mesh.tets[inverted][:, [0, 2, 1, 3]]
-        mesh.notes.append(f"reoriented {int(inverted.sum())} negatively oriented tetrahedra")
+        swap = [0, 2, 1] if mesh.axisymmetric else [0, 2, 1, 3]
+        mesh.tets[inverted] = mesh.tets[inverted][:, swap]
+        mesh.notes.append(f"reoriented {int(inverted.sum())} negatively oriented {what}")
 
 
 def _drop_orphans(mesh: Mesh, source: str) -> None:

@@ -9,18 +9,19 @@ import numpy as np
 
 @dataclass
 class Mesh:
-    """A linear tetrahedral mesh in metres.
+    """A linear tetrahedral mesh in metres, or the r–z half plane of an axisymmetric one.
 
     Attributes
     ----------
     points
         (N, 3) node coordinates in metres.
     tets
-        (E, 4) node indices of each tetrahedron.
+        (E, 4) node indices of each tetrahedron; (E, 3) of each triangle of an *axisymmetric* mesh, whose
+        points are ``(r, 0, z)`` (r >= 0) about the z axis (:mod:`cryofield.fem`).
     tet_tags
-        (E,) integer region tag of each tetrahedron.
+        (E,) integer region tag of each element.
     facets
-        (F, 3) node indices of tagged boundary triangles.
+        (F, 3) node indices of tagged boundary triangles; (F, 2) boundary segments of an axisymmetric mesh.
     facet_tags
         (F,) integer surface tag of each triangle.
     regions, surfaces
@@ -55,6 +56,11 @@ class Mesh:
     @property
     def n_tets(self) -> int:
         return len(self.tets)
+
+    @property
+    def axisymmetric(self) -> bool:
+        """Whether this is the r–z half plane of an axisymmetric mesh (triangles, not tetrahedra)."""
+        return self.tets.shape[1] == 3
 
     def surface_facets(self, name: str) -> np.ndarray:
         """(F_s, 3) triangles of the named surface."""

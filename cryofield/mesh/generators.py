@@ -100,25 +100,36 @@ def sphere_octant_shell(inner_radius: float, outer_radius: float, size_inner: fl
     return mesh
 
 
-def needle_solid(occ, cap_centre: np.ndarray, axis: np.ndarray, radius: float, active_length: float,
-                 length: float) -> tuple[int, int]:
-    """A closed-end needle as one OCC solid of revolution whose faces split at the active/shaft junction.
-
-    Its half-profile (the hemispherical tip round ``cap_centre``, the active line ``active_length`` long,
-    the shaft line to ``length`` from the cap centre along the unit ``axis``, back to the axis) is revolved
-    about the axis, so a hole cut with it has three faces: the tip, the active cylinder and the shaft.
-    """
+def needle_profile(occ, cap_centre: np.ndarray, axis: np.ndarray, radius: float, active_length: float,
+                   length: float, side: np.ndarray | None = None) -> int:
+    """The half-profile of a closed-end needle as one OCC plane face: the quarter circle of the hemispherical
+    tip round ``cap_centre``, the active line ``active_length`` long, the shaft line to ``length`` from the
+    cap centre along the unit ``axis``, back along the axis; in the plane of the axis and the unit ``side``
+    (perpendicular to it; by default any). Revolved, it is :func:`needle_solid`; cut from an r–z plane, it
+    is the needle's hole in an axisymmetric mesh."""
     c, u, r = np.asarray(cap_centre, float), np.asarray(axis, float), radius
-    n = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
-    n /= np.linalg.norm(n)
+    if side is None:
+        side = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    n = np.asarray(side, float) / np.linalg.norm(side)
     p = [occ.addPoint(*q) for q in (c - r * u, c + r * n, c + active_length * u + r * n, c + length * u + r * n,
                                     c + length * u)]
     centre = occ.addPoint(*c)
     loop = occ.addCurveLoop([occ.addCircleArc(p[0], centre, p[1]), occ.addLine(p[1], p[2]), occ.addLine(p[2], p[3]),
                              occ.addLine(p[3], p[4]), occ.addLine(p[4], p[0])])
     face = occ.addPlaneSurface([loop])
-    out = occ.revolve([(2, face)], *c, *u, 2 * np.pi)
     occ.remove([(0, centre)])
+    return face
+
+
+def needle_solid(occ, cap_centre: np.ndarray, axis: np.ndarray, radius: float, active_length: float,
+                 length: float) -> tuple[int, int]:
+    """A closed-end needle as one OCC solid of revolution whose faces split at the active/shaft junction.
+
+    Its half-profile (:func:`needle_profile`) is revolved about the axis, so a hole cut with it has three
+    faces: the tip, the active cylinder and the shaft.
+    """
+    face = needle_profile(occ, cap_centre, axis, radius, active_length, length)
+    out = occ.revolve([(2, face)], *np.asarray(cap_centre, float), *np.asarray(axis, float), 2 * np.pi)
     return next(dt for dt in out if dt[0] == 3)
 
 
@@ -155,32 +166,33 @@ class gmsh_session:
         return False
 
 
-def mesh_from_gmsh() -> Mesh:
-    """Extract the linear tetrahedra and triangles of the current Gmsh model's physical groups."""
+def mesh_from_gmsh(dim: int = 3) -> Mesh:
+    """Extract the linear elements of the current Gmsh model's physical groups: tetrahedra and boundary
+    triangles (``dim`` 3), or the triangles and boundary segments of an axisymmetric r–z mesh (``dim`` 2)."""
     import gmsh
 
     node_tags, coords, _ = gmsh.model.mesh.getNodes()
     lookup = np.zeros(int(node_tags.max()) + 1, np.int64)
     lookup[node_tags.astype(np.int64)] = np.arange(len(node_tags))
     points = coords.reshape(-1, 3)
-    blocks = {3: ([], []), 2: ([], [])}
-    names = {3: {}, 2: {}}
-    for dim, tag in gmsh.model.getPhysicalGroups():
-        if dim not in blocks:
+    gmsh_type, width = {3: 4, 2: 2, 1: 1}, {3: 4, 2: 3, 1: 2}  # Gmsh's linear element of each dimension
+    blocks = {dim: ([], []), dim - 1: ([], [])}
+    names = {dim: {}, dim - 1: {}}
+    for d, tag in gmsh.model.getPhysicalGroups():
+        if d not in blocks:
             continue
-        names[dim][gmsh.model.getPhysicalName(dim, tag) or f"{'region' if dim == 3 else 'surface'}_{tag}"] = tag
-        etype = 4 if dim == 3 else 2
-        for entity in gmsh.model.getEntitiesForPhysicalGroup(dim, tag):
-            _, enodes = gmsh.model.mesh.getElementsByType(etype, entity)
-            conn = lookup[enodes.astype(np.int64)].reshape(-1, 4 if dim == 3 else 3)
-            blocks[dim][0].append(conn)
-            blocks[dim][1].append(np.full(len(conn), tag, np.int64))
-    tets, tet_tags = (np.concatenate(b) for b in blocks[3])
-    facets, facet_tags = np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    if blocks[2][0]:
-        facets, facet_tags = (np.concatenate(b) for b in blocks[2])
+        names[d][gmsh.model.getPhysicalName(d, tag) or f"{'region' if d == dim else 'surface'}_{tag}"] = tag
+        for entity in gmsh.model.getEntitiesForPhysicalGroup(d, tag):
+            _, enodes = gmsh.model.mesh.getElementsByType(gmsh_type[d], entity)
+            conn = lookup[enodes.astype(np.int64)].reshape(-1, width[d])
+            blocks[d][0].append(conn)
+            blocks[d][1].append(np.full(len(conn), tag, np.int64))
+    tets, tet_tags = (np.concatenate(b) for b in blocks[dim])
+    facets, facet_tags = np.zeros((0, width[dim - 1]), np.int64), np.zeros(0, np.int64)
+    if blocks[dim - 1][0]:
+        facets, facet_tags = (np.concatenate(b) for b in blocks[dim - 1])
     used = np.unique(np.concatenate([tets.ravel(), facets.ravel()]))
     remap = np.full(len(points), -1, np.int64)
     remap[used] = np.arange(len(used))
     return Mesh(points=points[used].copy(), tets=remap[tets], tet_tags=tet_tags, facets=remap[facets],
-                facet_tags=facet_tags, regions=names[3], surfaces=names[2], source="gmsh")
+                facet_tags=facet_tags, regions=names[dim], surfaces=names[dim - 1], source="gmsh")

@@ -66,20 +66,24 @@ def read_mesh(
         why = "not a mesh file in a format meshio reads" if isinstance(exc, SystemExit) else str(exc)
         raise InputError(f"cannot read mesh: {why}", source=str(path)) from exc
     array = _pick_tag_array(raw, tag_array, path)
-    tets, tet_tags = _cells_of(raw, "tetra", array)
+    metadata = _read_metadata(path)
+    dim = 2 if metadata.get("axisymmetric") else 3  # an axisymmetric mesh: r-z triangles, boundary segments
+    element, facet = ("triangle", "line") if dim == 2 else ("tetra", "triangle")
+    tets, tet_tags = _cells_of(raw, element, array)
     if len(tets) == 0:
-        raise InputError("the mesh has no tetrahedra (linear 'tetra' cells are required)", source=str(path))
-    facets, facet_tags = _cells_of(raw, "triangle", array)
+        what = "triangles (an axisymmetric mesh)" if dim == 2 else "tetrahedra"
+        raise InputError(f"the mesh has no {what} (linear '{element}' cells are required)", source=str(path))
+    facets, facet_tags = _cells_of(raw, facet, array)
     named = {name: int(tag_dim[0]) for name, tag_dim in raw.field_data.items() if len(tag_dim) >= 2}
     dims = {name: int(tag_dim[1]) for name, tag_dim in raw.field_data.items() if len(tag_dim) >= 2}
     if regions is None:
-        regions = {n: t for n, t in named.items() if dims[n] == 3}
+        regions = {n: t for n, t in named.items() if dims[n] == dim}
     if surfaces is None:
-        surfaces = {n: t for n, t in named.items() if dims[n] == 2}
+        surfaces = {n: t for n, t in named.items() if dims[n] == dim - 1}
     return Mesh(
         points=np.ascontiguousarray(raw.points[:, :3], dtype=float) * UNIT_SCALE[units],
         tets=tets, tet_tags=tet_tags, facets=facets, facet_tags=facet_tags,
-        regions=dict(regions), surfaces=dict(surfaces), source=str(path), metadata=_read_metadata(path),
+        regions=dict(regions), surfaces=dict(surfaces), source=str(path), metadata=metadata,
     )
 
 
@@ -212,12 +216,13 @@ def write_mesh(mesh: Mesh, path: str | Path, units: str = "mm") -> None:
     if path.suffix in COMPRESSORS:
         _write_compressed(mesh, path, units)
         return
-    field_data = {n: np.array([t, 3]) for n, t in mesh.regions.items()}
-    field_data.update({n: np.array([t, 2]) for n, t in mesh.surfaces.items()})
+    dim, (element, facet) = (2, ("triangle", "line")) if mesh.axisymmetric else (3, ("tetra", "triangle"))
+    field_data = {n: np.array([t, dim]) for n, t in mesh.regions.items()}
+    field_data.update({n: np.array([t, dim - 1]) for n, t in mesh.surfaces.items()})
     tags = [mesh.tet_tags.astype(np.int32), mesh.facet_tags.astype(np.int32)]
     out = meshio.Mesh(
         mesh.points / UNIT_SCALE[units],
-        [("tetra", mesh.tets.astype(np.int32)), ("triangle", mesh.facets.astype(np.int32))],
+        [(element, mesh.tets.astype(np.int32)), (facet, mesh.facets.astype(np.int32))],
         cell_data={"gmsh:physical": tags, "gmsh:geometrical": tags},
         field_data=field_data,
     )

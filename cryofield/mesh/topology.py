@@ -1,4 +1,4 @@
-"""Mesh topology helpers: faces, boundary faces."""
+"""Mesh topology helpers: faces, boundary faces (of tetrahedra, and of the triangles of axisymmetric meshes)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import numpy as np
 #: The four faces of a tetrahedron, each opposite one vertex, ordered to point outwards for a
 #: positively oriented tetrahedron.
 TET_FACES = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
+#: The three sides of a triangle (an axisymmetric mesh's element), each opposite one vertex.
+TRIANGLE_SIDES = np.array([[1, 2], [2, 0], [0, 1]])
 
 
 def boundary_faces(tets: np.ndarray) -> np.ndarray:
@@ -18,20 +20,29 @@ def boundary_faces(tets: np.ndarray) -> np.ndarray:
 
 
 def interior_facets(tets: np.ndarray, facets: np.ndarray) -> np.ndarray:
-    """Indices of ``facets`` (triangles) that lie between two tetrahedra rather than on the mesh's boundary.
+    """Indices of ``facets`` that lie between two elements rather than on the mesh's boundary: triangles
+    between tetrahedra, or segments between the r–z triangles of an axisymmetric mesh.
 
     Examples
     --------
     >>> tets = np.array([[0, 1, 2, 3], [1, 2, 3, 4]])
     >>> interior_facets(tets, np.array([[3, 2, 1], [0, 1, 2]])).tolist()
     [0]
+    >>> interior_facets(np.array([[0, 1, 2], [1, 3, 2]]), np.array([[0, 1], [2, 1]])).tolist()
+    [1]
     """
-    faces = np.sort(tets[:, TET_FACES].reshape(-1, 3), axis=1).astype(np.int64)
-    triangles = np.sort(facets, axis=1).astype(np.int64)
-    both = np.concatenate([faces, triangles])
+    if tets.shape[1] == 3:
+        faces = np.sort(tets[:, TRIANGLE_SIDES].reshape(-1, 2), axis=1).astype(np.int64)
+    else:
+        faces = np.sort(tets[:, TET_FACES].reshape(-1, 3), axis=1).astype(np.int64)
+    sides = np.sort(facets, axis=1).astype(np.int64)
+    both = np.concatenate([faces, sides])
     n = int(both.max()) + 1 if len(both) else 1
-    if n < 2**21:  # one int64 key per triangle: fast
-        _, inverse = np.unique((both[:, 0] * n + both[:, 1]) * n + both[:, 2], return_inverse=True)
+    if n < 2**21:  # one int64 key per facet: fast
+        key = both[:, 0] * n + both[:, 1]
+        if both.shape[1] == 3:
+            key = key * n + both[:, 2]
+        _, inverse = np.unique(key, return_inverse=True)
     else:
         _, inverse = np.unique(both, axis=0, return_inverse=True)
     inverse = inverse.ravel()

@@ -89,6 +89,11 @@ class VizResult:
     def tets(self) -> np.ndarray:
         return self.result.tets
 
+    @property
+    def axisymmetric(self) -> bool:
+        """Whether the result is an axisymmetric run's r–z half plane (triangles, boundary segments)."""
+        return self.result.tets.shape[1] == 3
+
     @cached_property
     def levels(self) -> list[float]:
         """The isotherms the run measured (``outputs.isotherms``), warmest first."""

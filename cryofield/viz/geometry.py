@@ -138,8 +138,11 @@ def ultrasound_plane(vr: VizResult) -> Plane:
     where the nerve meets the axis itself, the plane contains the nerve's direction there instead. Without
     a nerve (or with one along the axis), the plane contains the direction to the skin, as a depth view
     does; failing that, the mesh's widest direction across the axis. The slice is drawn skin up when the
-    skin is known, the needle's handle to the right.
+    skin is known, the needle's handle to the right. An axisymmetric result's plane is its r–z plane
+    (:func:`axisymmetric_plane`).
     """
+    if vr.axisymmetric:
+        return axisymmetric_plane(vr)
     origin, axis, axis_reason = probe_axis(vr)
     axis = _unit(axis)
     skin = skin_direction(vr, origin)
@@ -234,8 +237,12 @@ def cut_mesh(points: np.ndarray, tets: np.ndarray, region: np.ndarray, plane: Pl
     """Cut the tetrahedra with ``plane`` into triangles (a tetrahedron cut in a quadrilateral gives two).
 
     A plane through mesh nodes (common on structured meshes) is moved by a tiny fraction of the mesh size,
-    so that every cut point lies inside an edge and neighbouring triangles share their cut points.
+    so that every cut point lies inside an edge and neighbouring triangles share their cut points. An
+    axisymmetric mesh is its own section: its r–z triangles and their mirror image across the axis
+    (:func:`section_of_revolution`).
     """
+    if tets.shape[1] == 3:
+        return section_of_revolution(points, tets, region, plane)
     d = (points - plane.origin) @ plane.normal
     scale = float(np.ptp(points, axis=0).max())
     if np.any(np.abs(d) < 1e-9 * scale):
@@ -263,6 +270,26 @@ def cut_mesh(points: np.ndarray, tets: np.ndarray, region: np.ndarray, plane: Pl
     weight = da / (da - db)
     xyz = (1.0 - weight)[:, None] * points[a] + weight[:, None] * points[b]
     return Cut(plane.to_plane(xyz), inverse.reshape(-1, 3), np.concatenate(tri_region), a, b, weight)
+
+
+def section_of_revolution(points: np.ndarray, tris: np.ndarray, region: np.ndarray, plane: Plane) -> Cut:
+    """The section through the axis of an axisymmetric mesh: the r–z triangles at (r, z) and mirrored at
+    (-r, z), in the coordinates of ``plane`` (:func:`ultrasound_plane`'s r–z plane); each point is a node."""
+    mirrored = points * np.array([-1.0, 1.0, 1.0])
+    nodes = np.arange(len(points))
+    image = np.where(points[:, 0] > 0, nodes + len(points), nodes)  # a node on the axis is its own mirror image
+    return Cut(plane.to_plane(np.concatenate([points, mirrored])), np.concatenate([tris, image[tris]]),
+               np.concatenate([region, region]), np.concatenate([nodes, nodes]), np.concatenate([nodes, nodes]),
+               np.zeros(2 * len(points)))
+
+
+def axisymmetric_plane(vr: VizResult) -> Plane:
+    """The plane of an axisymmetric result's section: the axis along ``e_u`` (from the first probe's tip
+    towards its handle), the radius up."""
+    origin, axis, axis_reason = probe_axis(vr)
+    e_u = np.array([0.0, 0.0, 1.0 if axis[2] >= 0 else -1.0])
+    return Plane(np.array([0.0, 0.0, float(origin[2])]), e_u, np.array([1.0, 0.0, 0.0]),
+                 f"the r-z plane of the axisymmetric model, through {axis_reason}, mirrored about the axis")
 
 
 def cut_triangles(points: np.ndarray, triangles: np.ndarray, plane: Plane) -> np.ndarray:

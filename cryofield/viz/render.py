@@ -3,8 +3,10 @@
 Files, next to the result unless told otherwise (``NAME`` is the case name, ``SUFFIX`` is empty for the
 default time, the end of the last freeze, and ``_tTs`` for ``--time T``):
 
-* ``NAME_3d{SUFFIX}.png``: the 3D view (needs an off-screen OpenGL context);
-* ``NAME_slice{SUFFIX}.png``: the ultrasound-plane slice;
+* ``NAME_3d{SUFFIX}.png``: the 3D view (needs an off-screen OpenGL context; not made for an axisymmetric
+  result);
+* ``NAME_slice{SUFFIX}.png``: the ultrasound-plane slice (of an axisymmetric result: its section through
+  the axis, mirrored);
 * ``NAME_timeseries.png``: the time-series plots;
 * ``NAME_nerve.png``: the injury along each cooled nerve, when the result has nerves with centrelines;
 * ``NAME_slice.gif`` or ``NAME_3d.mp4`` (...) with ``animate``: every snapshot in turn.
@@ -115,6 +117,8 @@ def _draw(vr: VizResult, out: Path, index: int, time: float | None, size: tuple[
         target = out / f"{vr.name}_slice.{fmt}"
         write_animation(_slice_frames(slice_view), target)
         rendered.paths["animation"] = target
+    if vr.axisymmetric:  # its picture is the section through the axis (the slice); ParaView's Rotational
+        return rendered  # Extrusion of the result makes the solid
     try:
         scene = Scene3D(vr, size, plane)
     except RenderUnavailable as exc:

@@ -87,7 +87,11 @@ class SliceView:
     def _draw_probes(self) -> None:
         vr, plane = self.vr, self.plane
         for name, triangles in vr.probe_surfaces.items():
-            segments = cut_triangles(vr.points, triangles, plane) * MM
+            if vr.axisymmetric:  # the surface's own r-z segments, and their mirror image
+                uv = self.cut.uv[triangles]
+                segments = np.concatenate([uv, uv * np.array([1.0, -1.0])]) * MM
+            else:
+                segments = cut_triangles(vr.points, triangles, plane) * MM
             self.ax.add_collection(LineCollection(segments, colors=PROBE_COLOUR, linewidths=3 * self.scale, zorder=5))
             pose = vr.probe_pose(name)
             if pose is not None and pose.diameter > 0:
@@ -140,7 +144,8 @@ class SliceView:
                     for level in vr.levels]
         self.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.74, 0.86), fontsize=9 * f,
                         frameon=False)
-        self.fig.text(0.02, 0.975, "Ultrasound plane through the probe", fontsize=13 * f, va="top")
+        title = "Section through the axis (axisymmetric)" if vr.axisymmetric else "Ultrasound plane through the probe"
+        self.fig.text(0.02, 0.975, title, fontsize=13 * f, va="top")
         self.fig.text(0.02, 0.015, f"Plane: {self.plane.reason}.", fontsize=8 * f, color="0.35", wrap=True)
 
     def show(self, index: int) -> Figure:
