@@ -180,7 +180,8 @@ class Backend(ABC):
                            variant_fastest=int(bool(variant_fastest) and nb > 1), n_materials=len(first.materials),
                            **dict.fromkeys(("tets", "edge_coef", "elem_mat", "node_mat", "node_ptr", "node_slot",
                                             "node_data", "fixed", "mat_f", "mat_n", "arterial", "flux")))
-        dp.tets, dp.edge_coef, dp.elem_mat = i32(fem.kernel_cells(first.mesh.tets)), f(first.edge_coef), i32(first.elem_mat)
+        dp.tets, dp.edge_coef = i32(fem.kernel_cells(first.mesh.tets)), f(first.edge_coef)
+        dp.elem_mat = i32(first.elem_mat)
         dp.node_mat, dp.node_ptr = i32(first.node_mat), self.to_device(first.node_ptr.astype(np.int64))
         dp.node_slot, dp.node_data = i32(first.node_slot), self.to_device(pack_node_data(problems, dtype, dp))
         dp.fixed = self.to_device(np.zeros(first.n_nodes * nb, np.uint8))

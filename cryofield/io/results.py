@@ -192,7 +192,8 @@ def read_result(path: str | Path) -> Result:
         if list(roles.roles) != region_names:
             raise ValueError(f"{path}: the /roles table does not list the mesh's regions")
         return Result(
-            path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m[next(k for k in CELLS if k in m)][()], region_id=m["region_id"][()],
+            path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m[next(k for k in CELLS if k in m)][()],
+            region_id=m["region_id"][()],
             region_names=region_names,
             surfaces={k: v[()] for k, v in m["surfaces"].items()}, probes={k: v[()] for k, v in m["probes"].items()},
             snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],

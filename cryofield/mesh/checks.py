@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
 from .. import fem
+from ..errors import InputError
 from .core import Mesh
 
 #: A mesh of a piece of a patient spans more than a millimetre and less than a metre (in metres).
@@ -125,7 +125,8 @@ def _check_tags(mesh: Mesh, source: str) -> None:
 def _check_volumes(mesh: Mesh, source: str) -> None:
     vol = signed_volumes(mesh.points, mesh.tets)
     what = "triangles" if mesh.axisymmetric else "tetrahedra"
-    flat = np.flatnonzero(np.abs(vol) < DEGENERATE_RATIO * longest_edges(mesh.points, mesh.tets) ** (mesh.tets.shape[1] - 1))
+    dim = mesh.tets.shape[1] - 1
+    flat = np.flatnonzero(np.abs(vol) < DEGENERATE_RATIO * longest_edges(mesh.points, mesh.tets) ** dim)
     if len(flat):
         raise InputError(f"{len(flat)} degenerate (zero-{'area' if mesh.axisymmetric else 'volume'}) {what}, e.g. "
                          f"element(s) {flat[:5].tolist()}; repair the mesh", source=source)
