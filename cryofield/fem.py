@@ -3,7 +3,7 @@
 Two kinds of mesh share these layers. A 3-D mesh has tetrahedra (E, 4) and boundary triangles (F, 3). An
 *axisymmetric* mesh has P1 triangles (E, 3) in the r–z half plane (points ``(r, 0, z)``, r >= 0, the
 z axis the axis of symmetry) and boundary segments (F, 2); every integral carries the weight ``2 pi r``,
-so volumes, lumped masses, areas and stiffness are those of the solid of revolution (docs/physics.md §2.4).
+so volumes, lumped masses, areas and stiffness are those of the solid of revolution (docs/physics.md §2.3).
 :func:`is_axisymmetric` tells them apart by the width of the element array.
 
 The stiffness of one element with conductivity ``k_e`` is ``k_e * V_e * g_a . g_b`` (``g_a`` the

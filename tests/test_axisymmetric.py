@@ -222,3 +222,20 @@ def test_the_triangle_kernels_agree_under_simulator():
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_backends(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_the_validation_cases_are_valid_and_their_open_inputs_vary_as_the_suite_says():
+    import yaml
+
+    from benchmarks.validation import CASES, EXPERIMENTS, variant
+
+    names = {e.case for e in EXPERIMENTS} | {e.reference for e in EXPERIMENTS if e.reference}
+    assert len({e.source.split(",")[0].split(" (")[0] for e in EXPERIMENTS}) >= 2
+    for name in names:
+        assert parse_case((CASES / f"{name}.yaml").read_text()).mesh.generate.symmetry == "axisymmetric"
+    text = variant("littrup2009_2.4mm", "quarter", (0.3, 3.0), baseline=39.0, probe_c=-100.0)
+    case, data = parse_case(text), yaml.safe_load(text)
+    assert case.mesh.generate.symmetry == "quarter" and case.mesh.generate.size_at_probe == 0.3
+    assert data["initial"]["temperature"] == 39.0 and data["protocol"][0]["temperature"]["table"][0][1] == 39.0
+    assert data["protocol"][0]["temperature"]["table"][-1][1] == -100.0
+    assert {bc["temperature"] for bc in data["boundaries"] if bc["type"] == "fixed"} == {39.0}
