@@ -20,7 +20,7 @@ from .compare import IncomparableError, compare, failures, report
 #: Suite name -> module; each module has ``run(quick, backend) -> dict`` (with ``records``) and ``tables(result)``.
 SUITES = {"verification": "benchmarks.verification", "performance": "benchmarks.performance",
           "peers": "benchmarks.peers.suite", "ensemble": "benchmarks.ensemble",
-          "validation": "benchmarks.validation"}
+          "validation": "benchmarks.validation", "timestepping": "benchmarks.timestepping"}
 FORMAT, FORMAT_VERSION = "cryofield-bench", 1
 
 

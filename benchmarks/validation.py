@@ -162,7 +162,11 @@ def tables(result: dict) -> str:
         lo, hi = r["range"]
         unit = "" if r["unit"] == "ratio" else f" {r['unit']}"
         measured = f"{'≤ ' if r['measured_as'] == 'at most' else ''}{r['measured']:.3g}{unit}"
-        rows.append([r["id"], r["quantity"], measured, f"{r['predicted']:.3g}{unit}", f"{r['difference']:+.0%}",
+        if r["measured_as"] == "at most":  # a bound: within it, or by how much beyond
+            difference = "within the bound" if r["difference"] <= 0 else f"{r['difference']:+.0%} beyond the bound"
+        else:
+            difference = f"{r['difference']:+.0%}"
+        rows.append([r["id"], r["quantity"], measured, f"{r['predicted']:.3g}{unit}", difference,
                      f"{lo:.3g}–{hi:.3g}{unit}", r["source"]])
         for row in r["rows"]:
             setting = ", ".join(filter(None, [row["symmetry"], None if row["baseline"] is None else

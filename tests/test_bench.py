@@ -148,3 +148,35 @@ def test_peer_matches_the_neumann_closed_form_and_cryofield():
     x_ours = planar_front_position(problem.mesh.points, T_ours, -1.0)
     assert abs(x_peer / exact - 1) < 0.04 and abs(x_peer / x_ours - 1) < 0.02
     assert peer.stats.halvings == 0 and peer.stats.steps == 180
+
+
+def test_radial_reference_converges_at_second_order():
+    """The 1-D reference of the time-stepping suite: the -40 °C radius at 90 s on halved grids converges at
+    order ~2 (the phase-change front itself moves in node-sized jerks, so its radius converges unevenly)."""
+    from benchmarks.timestepping import radial_reference
+
+    cells = [50, 100, 200, 400]
+    radii = [radial_reference(n, [90.0], [-40.0])[0, 0] for n in cells]
+    changes = [abs(radii[j + 1] - radii[j]) for j in range(len(cells) - 1)]
+    order = -np.polyfit(np.log(cells[1:]), np.log(changes), 1)[0]
+    assert 1.6 < order < 2.6, (order, changes)
+
+
+def test_graded_sphere_mesh_matches_the_radial_reference():
+    """cryofield on the quick graded sphere lies within 1.5 % of the 1-D reference, and tighter steps do not
+    move it: the error is the mesh's, which the suite's finer mesh brings below 0.5 %."""
+    from benchmarks.common import temperatures_at
+    from benchmarks.peers.suite import input_order, with_steps
+    from benchmarks.timestepping import (TIMES, equivalent_radii, graded_sphere_case, isotherm_error,
+                                         radial_reference)
+    from cryofield.mesh.sources import mesh_of
+
+    reference = radial_reference(238)
+    case = graded_sphere_case(0.2, 2.0)
+    mesh = mesh_of(case)
+    errors = []
+    for setting in [(2.0, 10.0), (0.5, 2.5)]:
+        problem, temps, _ = temperatures_at(with_steps(case, *setting), TIMES)
+        errors.append(isotherm_error(equivalent_radii(mesh.points, mesh.tets, input_order(problem, temps)),
+                                     reference))
+    assert errors[0] < 0.015 and abs(errors[0] - errors[1]) < 1e-3, errors
