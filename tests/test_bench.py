@@ -167,8 +167,7 @@ def test_graded_sphere_mesh_matches_the_radial_reference():
     move it: the error is the mesh's, which the suite's finer mesh brings below 0.5 %."""
     from benchmarks.common import temperatures_at
     from benchmarks.peers.suite import input_order, with_steps
-    from benchmarks.timestepping import (TIMES, equivalent_radii, graded_sphere_case, isotherm_error,
-                                         radial_reference)
+    from benchmarks.timestepping import TIMES, equivalent_radii, graded_sphere_case, isotherm_error, radial_reference
     from cryofield.mesh.sources import mesh_of
 
     reference = radial_reference(238)
