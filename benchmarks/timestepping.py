@@ -1,10 +1,11 @@
 """Time-stepping suite: work and time to solution on a graded spherical probe mesh (``cryofield bench timestepping``).
 
-A spherical cryoprobe (radius 1 mm) at -88 °C freezes muscle for 90 s. The octant mesh is graded from
-0.1 mm at the probe to 1 mm at 20 mm (quick: 0.2 to 2 mm), the shape of every probe mesh: a few tiny
-elements at the probe set the explicit limit of the whole mesh. The answer is compared with a
-converged 1-D radial enthalpy reference written here (:func:`radial_reference`), which solves the same equation (the tissue's own
-H(T), k(T), perfusion and metabolic heat, the same boundary values) on a fine uniform radial grid.
+A spherical cryoprobe (radius 1 mm) at -88 °C freezes muscle for 90 s. The octant mesh is graded
+from 0.1 mm at the probe to 1 mm at 20 mm (quick: 0.2 to 2 mm), the shape of every probe mesh: a few
+tiny elements at the probe set the explicit limit of the whole mesh. The answer is compared with a
+converged 1-D radial enthalpy reference written here (:func:`radial_reference`), which solves the
+same equation (the tissue's own H(T), k(T), perfusion and metabolic heat, the same boundary values)
+on a fine uniform radial grid.
 
 Figures
 -------
