@@ -40,6 +40,7 @@ from cryofield.fem import gradients_and_volumes
 from cryofield.materials import build_tables, maximum_conductivity, minimum_capacity
 from cryofield.mesh.sources import mesh_of
 from cryofield.metrics import volumes_below
+from cryofield.runner import prepare
 
 from .common import markdown_table, numba_threads, temperatures_at, timed
 from .compare import figure
@@ -167,6 +168,32 @@ def isotherm_error(radii: np.ndarray, reference: np.ndarray) -> float:
     return float(np.max(np.abs(radii / reference - 1.0)))
 
 
+# -- how unevenly the limit is spread --------------------------------------------------------------------------
+
+#: Ratios R of the limit-spread figures: the share of nodes whose own limit is below R x the smallest.
+SPREAD_RATIOS = [4, 16, 64, 256]
+
+
+def limit_spread(case: Case) -> dict:
+    """The share of nodes whose own forward-Euler limit (the Gershgorin row bound during the freeze,
+    :meth:`cryofield.problem.Problem.nodal_spectral_radius`) is below R times the mesh's smallest, alone
+    and with the nodes that share an element with them: what a multirate scheme would step finely."""
+    plan = prepare(case)
+    problem, phase = plan.problem, plan.timeline.phases[0]
+    state = problem.boundary_state(phase, phase.start)
+    rho = problem.nodal_spectral_radius(state.robin_coef, state.fixed)
+    free = ~state.fixed
+    ratio = rho.max() / np.where(free, rho, np.nan)  # node i's limit over the smallest
+    tets = problem.mesh.tets
+    shares = {}
+    for R in SPREAD_RATIOS:
+        fine = free & (ratio < R)
+        ring = np.zeros(problem.n_nodes, bool)
+        ring[tets[fine[tets].any(axis=1)].ravel()] = True
+        shares[R] = {"nodes": float(fine.sum() / free.sum()), "with_neighbours": float(ring[free].sum() / free.sum())}
+    return {"nodes": int(free.sum()), "smallest_limit_s": float(2.0 / rho.max()), "shares": shares}
+
+
 # -- trials ------------------------------------------------------------------------------------------------
 
 def cryofield_trial(case: Case, setting: tuple[float, float], score, repeats: int) -> Trial:
@@ -195,6 +222,7 @@ def graded_sphere_study(sizes: dict) -> list[dict]:
     ours = [cryofield_trial(case, s, score, sizes["repeats"]) for s in sizes["cryofield"]]
     peers, pilot = peer_series(case, sizes["peer"], TIMES, score, sizes["repeats"])
     rows = equal_accuracy(ours, peers)
+    spread = limit_spread(case)
     h, far = sizes["mesh"]
     default = ours[0]
     return [
@@ -206,7 +234,7 @@ def graded_sphere_study(sizes: dict) -> list[dict]:
          f"{SPHERE['library']}, {SPHERE['duration']:g} s, octant graded {h:g}-{far:g} mm", "nodes": mesh.n_nodes,
          "norm": "largest relative isotherm-radius error (-1, -20, -40 °C at 30, 60, 90 s)",
          "reference": "1-D radial enthalpy reference", "trials": [asdict(t) for t in ours + peers],
-         "linear_solver_pilot_s": pilot, "equal_accuracy": rows,
+         "linear_solver_pilot_s": pilot, "equal_accuracy": rows, "limit_spread": spread,
          "figures": {"isotherm error, default steps": figure(default.error, "error"),
                      "full-mesh-equivalent applications, default steps":
                          figure(default.work["full_mesh_equivalent_applications"], "work"),
@@ -241,6 +269,13 @@ def tables(result: dict) -> str:
     ratio_rows = [[r["cryofield"], f"{r['cryofield_error']:.2%}", f"{r['cryofield_s']:.2f}", r["peer"],
                    f"{r['peer_error']:.2%}", f"{r['peer_s']:.2f}",
                    f"{'≥ ' if r['lower_bound'] else ''}{r['ratio']:.1f}"] for r in study["equal_accuracy"]]
+    spread = study["limit_spread"]
+    shares = spread["shares"].values()
+    parts.append(f"\nNodes whose own forward-Euler limit is below R x the smallest ({spread['smallest_limit_s']:.2e}"
+                 " s), alone and with their neighbours:\n")
+    parts.append(markdown_table(["R"] + [str(R) for R in spread["shares"]],
+                                [["nodes"] + [f"{v['nodes']:.1%}" for v in shares],
+                                 ["with neighbours"] + [f"{v['with_neighbours']:.1%}" for v in shares]]))
     parts.append("\nAt equal or better accuracy:\n")
     parts.append(markdown_table(["cryofield", "error", "s", "peer", "error", "s", "peer/cryofield"], ratio_rows))
     return "\n".join(parts)

@@ -101,11 +101,12 @@ class Problem:
             k[sel] = mat.conductivity_at(T[self.mesh.tets[sel]])
         return k.mean(axis=1)
 
-    def spectral_radius_bound(self, robin_coef: np.ndarray, fixed: np.ndarray) -> float:
-        """Gershgorin bound on the eigenvalues of the linearised operator dF/dH (1/s).
+    def nodal_spectral_radius(self, robin_coef: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        """(N,) Gershgorin bound of each row of the linearised operator dF/dH (1/s); 0 on fixed nodes.
 
         Row i of ``(V C)^-1 (K + R) + P/C`` with the largest conductivity and the smallest dH/dT each
-        tissue can have, so the bound holds for every temperature.
+        tissue can have, so the bound holds for every temperature. ``2 / rho_i`` is node i's own
+        forward-Euler limit: on a graded mesh most nodes' limits are far above the smallest.
         """
         k_max = np.array([maximum_conductivity(m) for m in self.materials])[self.elem_mat]
         c_min = np.array([minimum_capacity(m) for m in self.materials])[self.node_mat]
@@ -120,8 +121,13 @@ class Problem:
         diag = -(np.bincount(tets[:, a].ravel(), diag_w, self.n_nodes) + np.bincount(tets[:, b].ravel(), diag_w,
                                                                                         self.n_nodes))
         rho = (off + np.abs(diag) + robin_coef) / (self.lumped * c_min) + self.perfusion / c_min
-        free = ~fixed
-        return float(rho[free].max()) if free.any() else 0.0
+        return np.where(fixed, 0.0, rho)
+
+    def spectral_radius_bound(self, robin_coef: np.ndarray, fixed: np.ndarray) -> float:
+        """Gershgorin bound on the eigenvalues of the linearised operator dF/dH (1/s): the largest
+        :meth:`nodal_spectral_radius`."""
+        rho = self.nodal_spectral_radius(robin_coef, fixed)
+        return float(rho.max()) if len(rho) else 0.0
 
 
 def build_problem(case: Case, mesh: Mesh) -> Problem:
