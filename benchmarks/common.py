@@ -142,3 +142,15 @@ def temperatures_at(case: Case, times: list[float], backend: str = "cpu",
     recorder = TemperatureRecorder(times)
     run = drive(timeline, plan.stepper(backend, T0), [recorder])
     return plan.problem, recorder.fields(), run.stepper.stats
+
+
+def input_order(problem, temps: list[np.ndarray]) -> list[np.ndarray]:
+    """cryofield's temperatures back in the mesh's input node order (the peer's order)."""
+    inverse = np.argsort(problem.original_index)
+    return [T[inverse] for T in temps]
+
+
+def with_steps(case: Case, max_dt: float, max_change: float) -> Case:
+    """``case`` with other step controls."""
+    return case.model_copy(update={"solver": case.solver.model_copy(update={"max_dt": max_dt,
+                                                                              "max_change": max_change})})

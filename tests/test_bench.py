@@ -153,7 +153,7 @@ def test_peer_matches_the_neumann_closed_form_and_cryofield():
 def test_radial_reference_converges_at_second_order():
     """The 1-D reference of the time-stepping suite: the -40 °C radius at 90 s on halved grids converges at
     order ~2 (the phase-change front itself moves in node-sized jerks, so its radius converges unevenly)."""
-    from benchmarks.timestepping import radial_reference
+    from benchmarks.radial import radial_reference
 
     cells = [50, 100, 200, 400]
     radii = [radial_reference(n, [90.0], [-40.0])[0, 0] for n in cells]
@@ -165,9 +165,8 @@ def test_radial_reference_converges_at_second_order():
 def test_graded_sphere_mesh_matches_the_radial_reference():
     """cryofield on the quick graded sphere lies within 1.5 % of the 1-D reference, and tighter steps do not
     move it: the error is the mesh's, which the suite's finer mesh brings below 0.5 %."""
-    from benchmarks.common import temperatures_at
-    from benchmarks.peers.suite import input_order, with_steps
-    from benchmarks.timestepping import TIMES, equivalent_radii, graded_sphere_case, isotherm_error, radial_reference
+    from benchmarks.common import input_order, temperatures_at, with_steps
+    from benchmarks.radial import TIMES, equivalent_radii, graded_sphere_case, isotherm_error, radial_reference
     from cryofield.mesh.sources import mesh_of
 
     reference = radial_reference(238)

@@ -37,7 +37,7 @@ from cryofield.mesh.sources import mesh_of
 from cryofield.problem import build_problem
 
 from ..cases import probe_block_case
-from ..common import markdown_table, numba_threads, temperatures_at, timed
+from ..common import input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps
 from ..compare import figure
 from ..verification import (
     FRONT_TIMES,
@@ -78,18 +78,6 @@ class Trial:
     seconds: float
     error: float
     work: dict = field(default_factory=dict)
-
-
-def input_order(problem, temps: list[np.ndarray]) -> list[np.ndarray]:
-    """cryofield's temperatures back in the mesh's input node order (the peer's order)."""
-    inverse = np.argsort(problem.original_index)
-    return [T[inverse] for T in temps]
-
-
-def with_steps(case: Case, max_dt: float, max_change: float) -> Case:
-    """``case`` with other step controls."""
-    return case.model_copy(update={"solver": case.solver.model_copy(update={"max_dt": max_dt,
-                                                                              "max_change": max_change})})
 
 
 def cryofield_trial(case: Case, setting: tuple[float, float], times: list[float],
