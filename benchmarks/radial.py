@@ -36,6 +36,7 @@ SPHERE = {"r0": 1.0, "r1": 20.0, "library": "muscle", "probe": -88.0, "T0": 37.0
 LEVELS = [-1.0, -20.0, -40.0]
 TIMES = [30.0, 60.0, 90.0]
 
+
 def graded_sphere_case(size_at_probe: float, size_far: float) -> Case:
     """The graded spherical-probe case of :data:`SPHERE` on a mesh of ``size_at_probe`` .. ``size_far`` mm."""
     return fill_case(GRADED_SPHERE_CASE, h=size_at_probe, H=size_far, **SPHERE)
