@@ -321,17 +321,22 @@ class SolverSpec(Strict):
     step stable. ``euler``: forward Euler at the explicit stability limit (a reference, slow on fine
     meshes). Steps adapt so that no node changes by more than about ``max_change`` K per step, up to
     ``max_dt`` s. ``safety`` scales the stability bound; ``stages`` fixes the RKL stage count (then
-    ``max_dt`` must be stable with it).
+    ``max_dt`` must be stable with it). ``multirate``: RKL2 whose stages average the stiff nodes' own
+    nested RKC stages (cryofield.multirate; a single run, not an ensemble), the levels chosen from each
+    node's explicit limit for the cheapest step of ``max_dt``, or cut where ``multirate_cuts`` says (level
+    k + 1 holds the nodes whose spectral radius exceeds the largest over cut k; each cut > 1).
     """
 
     backend: Literal["auto", "cpu", "cuda"] = "auto"
-    scheme: Literal["rkl2", "euler"] = "rkl2"
+    scheme: Literal["rkl2", "multirate", "euler"] = "rkl2"
     max_dt: Annotated[float, Field(gt=0, le=60)] = 2.0
     max_change: Annotated[float, Field(gt=0, le=100)] = 10.0
     stages: Annotated[int, Field(ge=2, le=1000)] | None = None
     safety: Annotated[float, Field(gt=0, le=1.0)] = 0.9
     precision: Literal["float64", "float32"] = "float64"
     reorder: bool = True
+    multirate_cuts: Annotated[list[Annotated[float, Field(gt=1, le=1e6)]], Field(min_length=1, max_length=6)] | None \
+        = None
 
 
 #: A case name: it becomes the output file names ``NAME.h5`` ..., so letters, digits, ``.``, ``_`` and ``-``,

@@ -152,6 +152,11 @@ def combine_at(p, m, out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, h_T, h_
     T_out[p] = temperature_of(y, m, h_T, h_H, h_n, h_slope)
 
 
+def averaged_rate_at(p, v, u, eta, L):
+    """L_p = (v_p - u_p) / eta: the averaged force of a multirate level (:mod:`cryofield.multirate`)."""
+    L[p] = (v[p] - u[p]) / eta
+
+
 def change_at(p, s, T, T_odd, T_even):
     """|T_s - T_p| of a variant whose step had ``s`` stages: stage s wrote its temperature to ``T_odd`` (s odd)
     or ``T_even`` (s even), the rotation of :meth:`cryofield.stepper.Ensemble.step`."""
@@ -191,8 +196,8 @@ def track_at(p, T_old, T_new, dt, T_min, thresholds, time_below):
 #: The scalar laws of :mod:`cryofield.pointwise` that the bodies call.
 LAWS = ("temperature_of", "conductivity_of", "liquid_fraction_of", "below_fraction")
 #: The per-thread bodies above, helpers first (a body calls only those before it).
-BODIES = ("at", "split", "nan_max", "element_flux_at", "node_rate_at", "combine_at", "change_at", "commit_at",
-          "track_at")
+BODIES = ("at", "split", "nan_max", "element_flux_at", "node_rate_at", "combine_at", "averaged_rate_at", "change_at",
+          "commit_at", "track_at")
 
 
 def render(compile_fn: Callable, name: str) -> types.ModuleType:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import stat
 import time
@@ -36,6 +37,7 @@ from .io.results import ResultWriter, result_paths
 from .io.resultset import OutputLock, Staging, publish, remove_stale_staging, set_names, write_file
 from .io.xdmf import write_xdmf
 from .mesh.sources import mesh_of
+from .multirate import Levels, plan_levels
 from .observers import DoseTracker, MetricsRecorder, OutOfRange, ProgressBar, RangeGuard, SnapshotWriter
 from .problem import Problem, build_problem
 from .roles import RoleTable
@@ -59,13 +61,23 @@ class Plan:
     roles: RoleTable
     dt_fe: float  # forward-Euler stability limit (s), from the Gershgorin bound
     setup_seconds: float
+    _levels: Levels | None = None
 
     def control(self) -> StepControl:
         """Step-size control for this case."""
         solver = self.case.solver
         return StepControl(scheme=solver.scheme, stable_dt=solver.safety * self.dt_fe, max_dt=solver.max_dt,
                            max_change=solver.max_change, stages=solver.stages,
-                           blow_up_change=largest_change(*physical_range(self)))
+                           blow_up_change=largest_change(*physical_range(self)),
+                           levels=self.levels() if solver.scheme == "multirate" else None)
+
+    def levels(self) -> Levels:
+        """The multirate levels of this case's mesh (:func:`cryofield.multirate.plan_levels`; computed once)."""
+        if self._levels is None:
+            solver = self.case.solver
+            self._levels = plan_levels(nodal_radii(self.problem, self.timeline), self.problem.mesh.tets,
+                                       solver.max_dt, solver.safety, solver.multirate_cuts)
+        return self._levels
 
     @property
     def dtype(self) -> np.dtype:
@@ -130,7 +142,10 @@ def estimate(plan: Plan, out_dir: Path | None = None) -> resources.Estimate:
                                                 case.outputs.metrics_interval)
     control = plan.control()
     dt = control.dt_limit()
-    per_step = 1 if control.scheme == "euler" else (control.stages or rkl2_stages(dt, control.stable_dt))
+    if control.scheme == "multirate":
+        per_step = math.ceil(control.levels.work_per_step(dt))
+    else:
+        per_step = 1 if control.scheme == "euler" else (control.stages or rkl2_stages(dt, control.stable_dt))
     steps = max(case.duration / dt if dt > 0 else np.inf, float(len(plan.timeline.segments)))
     fields = len(case.outputs.fields)
     return resources.Estimate(
@@ -147,12 +162,19 @@ def refuse(est: resources.Estimate, case: Case, keys: tuple[str, ...]) -> None:
             raise InputError(f"{message}; use --force to run it anyway", source=case.source, key=key)
 
 
-def stable_step(problem: Problem, timeline: Timeline) -> float:
-    """Forward-Euler limit (s) over the whole run: every model's largest h*A; nodes fixed in every phase excluded."""
+def nodal_radii(problem: Problem, timeline: Timeline) -> np.ndarray:
+    """(N,) each node's spectral-radius bound over the whole run (1/s): every model's largest h*A; 0 on nodes
+    fixed in every phase (:meth:`cryofield.problem.Problem.nodal_spectral_radius`)."""
     states = [problem.boundary_state(None)] + [problem.boundary_state(p, p.start) for p in timeline.phases]
     robin = np.maximum(np.max([s.robin_coef for s in states], axis=0), problem.boundaries.stability_conductance())
     always_fixed = np.logical_and.reduce([s.fixed for s in states])
-    rho = problem.spectral_radius_bound(robin, always_fixed)
+    return problem.nodal_spectral_radius(robin, always_fixed)
+
+
+def stable_step(problem: Problem, timeline: Timeline) -> float:
+    """Forward-Euler limit (s) over the whole run, from the largest :func:`nodal_radii`."""
+    radii = nodal_radii(problem, timeline)
+    rho = float(radii.max()) if len(radii) else 0.0
     return 2.0 / rho if rho > 0 else np.inf
 
 
@@ -165,6 +187,13 @@ def check_solver(case: Case, dt_fe: float) -> None:
             raise InputError(f"unstable settings: {solver.stages} RKL2 stages are stable only up to dt = {limit:.4g} s "
                              f"on this mesh, but solver.max_dt = {solver.max_dt:g} s; raise stages or lower max_dt",
                              source=case.source, key="solver.stages")
+    if solver.scheme == "multirate" and solver.stages is not None:
+        raise InputError("solver.stages fixes the stage count of single-rate RKL2 steps; the multirate scheme chooses "
+                         "its own at each level (remove stages, or use scheme: rkl2)", source=case.source,
+                         key="solver.stages")
+    if solver.multirate_cuts is not None and solver.scheme != "multirate":
+        raise InputError(f"solver.multirate_cuts applies to scheme: multirate, not {solver.scheme}", source=case.source,
+                         key="solver.multirate_cuts")
     if solver.scheme == "euler" and case.duration / (solver.safety * dt_fe) > 5e7:
         raise InputError(f"impractical settings: forward Euler needs dt <= {solver.safety * dt_fe:.3g} s on this mesh, "
                          f"{case.duration / (solver.safety * dt_fe):.3g} steps in all; use scheme: rkl2",

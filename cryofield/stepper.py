@@ -96,6 +96,8 @@ class StepStats:
     steps: int = 0
     rejected: int = 0
     operator_applications: int = 0
+    #: Operator applications weighted by the share of the mesh each covers (a multirate level's are partial).
+    equivalent_applications: float = 0.0
 
 
 class BlowUp(RuntimeError):
@@ -122,7 +124,8 @@ class StepControl:
     Attributes
     ----------
     scheme
-        ``"rkl2"`` or ``"euler"``.
+        ``"rkl2"``, ``"multirate"`` (RKL2 with the stiff nodes' own nested stages, :mod:`cryofield.multirate`)
+        or ``"euler"``.
     stable_dt
         Forward-Euler stability limit times the safety factor (s).
     max_dt
@@ -131,6 +134,8 @@ class StepControl:
         Target largest nodal temperature change per step (K).
     stages
         Fixed RKL2 stage count, or None to choose the fewest stable stages for each step.
+    levels
+        The multirate scheme's levels (:class:`cryofield.multirate.Levels`).
     """
 
     scheme: str
@@ -141,6 +146,7 @@ class StepControl:
     #: A nodal change above this in one step (K) cannot be physical (the whole span of temperatures a run can
     #: meet is a few hundred kelvin): the run stops with :class:`BlowUp` instead of going on.
     blow_up_change: float = 1000.0
+    levels: Any = None
 
     def dt_limit(self) -> float:
         if self.scheme == "euler":
@@ -199,6 +205,13 @@ class Ensemble:
         self.warm = False
         #: Ensemble steps taken and stage passes run (each pass: every variant's slot, used or not).
         self.steps = self.passes = 0
+        self.multirate = None
+        if any(c.scheme == "multirate" for c in controls):
+            from .multirate import MultirateStep
+
+            if len(problems) != 1:
+                raise ValueError("the multirate scheme runs a case alone, not in an ensemble (use scheme: rkl2)")
+            self.multirate = MultirateStep(backend, dp, controls[0].levels, self.dtype)
         members = members or [Stepper.__new__(Stepper) for _ in problems]
         self.lanes: list[Stepper] = members
         for b, (lane, problem, control) in enumerate(zip(members, problems, controls, strict=True)):
@@ -228,7 +241,10 @@ class Ensemble:
         table = np.zeros((int(counts.max()) + 1, nb, 5))
         for b, plan in plans.items():
             table[:plan.stages + 1, b] = plan.rows
-        be.rkl2_stages(dp, table, counts, self._stage_buffers(int(counts.max())))
+        if self.multirate is not None and plans:
+            self._multirate_stages(plans[0])
+        else:
+            be.rkl2_stages(dp, table, counts, self._stage_buffers(int(counts.max())))
         change = be.step_change(dp, self.T, self.T_odd, self.T_even, counts)
         accept, failed = np.zeros(nb, np.uint8), {}
         for b, plan in plans.items():
@@ -274,6 +290,13 @@ class Ensemble:
             _, T_min, thresholds, time_below = self.dose
             be.track(dp, self.T_prev, self.T, np.full(nb, dt), T_min, thresholds, time_below)
 
+    def _multirate_stages(self, plan: PlannedStep) -> None:
+        """The outer stages of a multirate step, its work recorded in ``plan``."""
+        mr = self.multirate
+        before = mr.applications, mr.equivalent
+        mr.run(plan.dt, plan.rows, self._stage_buffers(plan.stages))
+        plan.applications, plan.equivalent = mr.applications - before[0], mr.equivalent - before[1]
+
     def _stage_buffers(self, stages: int) -> list[tuple]:
         """The buffers of stages 1..``stages``: stage j writes Y[(j - 1) % 3] and T_odd (j odd) or T_even."""
         H, L0, L, Y = self.H, self.L0, self.L, self.Y
@@ -315,6 +338,8 @@ class Ensemble:
         scratch = be.to_device(np.zeros((len(levels), dp.n_nodes * nb), self.dtype))
         be.track(dp, self.T, self.T, np.zeros(nb), be.to_device(be.to_host(self.T)),
                  be.to_device(np.asarray(levels, self.dtype)), scratch)
+        if self.multirate is not None:
+            self.multirate.warm_up(self.T, self.H)
         be.synchronize()
         self.warm = True
 
@@ -330,6 +355,9 @@ class PlannedStep:
     remaining: float
     stages: int
     rows: np.ndarray
+    #: Work of a multirate step (set once its stages ran): applications at any level, and their full-mesh share.
+    applications: int | None = None
+    equivalent: float | None = None
 
 
 class Stepper:
@@ -422,6 +450,8 @@ class Stepper:
         dt = remaining if remaining <= proposed else min(proposed, 0.5 * remaining)
         if c.scheme == "euler":
             rows = np.array([[0.0] * 5, [1.0, 0.0, 0.0, dt, 0.0]])  # H + dt F(H)
+        elif c.scheme == "multirate":
+            rows = rkl2_stage_table(self.ensemble.multirate.stages(dt), dt)
         else:
             rows = rkl2_stage_table(c.stages or rkl2_stages(dt, c.stable_dt), dt)
         return PlannedStep(t_end, dt, proposed, remaining, rows.shape[0] - 1, rows)
@@ -429,7 +459,8 @@ class Stepper:
     def _judge(self, plan: PlannedStep, change: float) -> bool:
         """Accept the step or shrink the step size (True: accept); raise :class:`BlowUp` on an impossible change."""
         c = self.control
-        self.stats.operator_applications += plan.stages
+        self.stats.operator_applications += plan.stages if plan.applications is None else plan.applications
+        self.stats.equivalent_applications += plan.stages if plan.equivalent is None else plan.equivalent
         if not change <= c.blow_up_change:  # also NaN: a non-finite state compares false
             raise BlowUp(self.t, plan.dt, change, self._worst_node(plan.stages))
         self._factor = min(2.0, max(0.5, 0.9 * c.max_change / max(change, 1e-30)))
@@ -480,7 +511,8 @@ class Stepper:
         be, ens = self.backend, self.ensemble
         return {"H": be.read_lane(self.dp, ens.H, self.variant), "T": be.read_lane(self.dp, ens.T, self.variant),
                 "t": self.t, "dt": self.dt, "steps": self.stats.steps, "rejected": self.stats.rejected,
-                "operator_applications": self.stats.operator_applications}
+                "operator_applications": self.stats.operator_applications,
+                "equivalent_applications": self.stats.equivalent_applications}
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state`: the same arrays bit for bit, so the run takes the very same steps."""
@@ -488,7 +520,8 @@ class Stepper:
         be.write_lane(self.dp, ens.H, self.variant, np.asarray(state["H"], self.dtype))
         be.write_lane(self.dp, ens.T, self.variant, np.asarray(state["T"], self.dtype))
         self.t, self.dt = float(state["t"]), float(state["dt"])
-        self.stats = StepStats(int(state["steps"]), int(state["rejected"]), int(state["operator_applications"]))
+        self.stats = StepStats(int(state["steps"]), int(state["rejected"]), int(state["operator_applications"]),
+                               float(state.get("equivalent_applications", state["operator_applications"])))
 
     def temperature_host(self) -> np.ndarray:
         """Current nodal temperature (°C) as a float64 host array."""

@@ -91,6 +91,16 @@ class DeviceProblem:
         return slice(b, None, self.n_variants) if self.variant_fastest else slice(b * n, (b + 1) * n)
 
 
+@dataclass
+class DeviceLevel:
+    """One level of a multirate step on a backend (:class:`cryofield.multirate.Levels`): ``elems`` (int32) the
+    elements with a node of the level, ``nodes`` (int32) its ``n_active`` nodes then their halo."""
+
+    elems: Any
+    nodes: Any
+    n_active: int
+
+
 def pack_node_data(problems: list[Problem], dtype: np.dtype, dp: DeviceProblem) -> np.ndarray:
     """(5, N * B) host array of the per-node floats of every variant (:class:`DeviceProblem`); Robin rows zero."""
     data = np.zeros((kernels.NODE_ROWS, dp.n_nodes * dp.n_variants), dtype=dtype)
@@ -243,6 +253,29 @@ class Backend(ABC):
         b's stage j; ``counts`` (B,) int32: variant b takes part in stages 1..counts[b] only (0: it waits).
         One pass over the elements and one over the nodes per stage for the whole ensemble.
         """
+
+    # -- multirate levels (a single run: one variant) ------------------------------------------------------------
+    def load_level(self, dp: DeviceProblem, elems: np.ndarray, nodes: np.ndarray, n_active: int) -> DeviceLevel:
+        """Copy one level's lists (:class:`DeviceLevel`) to the backend."""
+        if dp.n_variants != 1:
+            raise ValueError("multirate levels are for a single run (an ensemble of one)")
+        return DeviceLevel(self.to_device(np.ascontiguousarray(elems, np.int32)),
+                           self.to_device(np.ascontiguousarray(nodes, np.int32)), int(n_active))
+
+    @abstractmethod
+    def level_rate(self, dp: DeviceProblem, level: DeviceLevel, T: Any, L: Any, frozen: Any) -> None:
+        """L = dH/dt on the level's active nodes (the flows of its elements only) and L = frozen on its halo;
+        other entries are left as they are."""
+
+    @abstractmethod
+    def level_combine(self, dp: DeviceProblem, level: DeviceLevel, out: Any, T_out: Any,
+                      coefs: tuple[float, float, float, float, float], Y1: Any, Y2: Any, Y0: Any, L1: Any,
+                      L0: Any) -> None:
+        """:meth:`combine` on the level's nodes and halo only."""
+
+    @abstractmethod
+    def averaged_rate(self, dp: DeviceProblem, level: DeviceLevel, v: Any, u: Any, eta: float, L: Any) -> None:
+        """L = (v - u) / eta on the level's active nodes (the multirate averaged force)."""
 
     @abstractmethod
     def step_change(self, dp: DeviceProblem, T: Any, T_odd: Any, T_even: Any, counts: np.ndarray) -> np.ndarray:

@@ -137,6 +137,42 @@ def track_loop(T_old, T_new, dt, T_min, thresholds, time_below, n, nb, vf):
                 k.track_at(k.at(i, b, n, nb, vf), T_old, T_new, dt[b], T_min, thresholds, time_below)
 
 
+# Multirate levels (a single run): the same bodies over a level's element and node lists.
+@njit(parallel=True, cache=True)
+def level_rate_loop(T, elems, nodes, n_active, frozen, tets, edge_coef, elem_mat, flux, node_ptr, node_slot,
+                    node_data, node_mat, fixed, mat_f, mat_n, arterial, L, n, ne):
+    """flux of the level's elements, then L = dH/dt on its active nodes and L = frozen on its halo."""
+    k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
+    for q in prange(elems.shape[0]):
+        k.element_flux_at(elems[q], 0, T, tets, edge_coef, elem_mat, 0, k_T, k_k, k_n, flux, n, ne, 1, 0)
+    lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
+    robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
+    solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
+    for q in prange(nodes.shape[0]):
+        i = nodes[q]
+        if q < n_active:
+            L[i] = k.node_rate_at(i, 0, T, flux, node_ptr, node_slot, lumped, perfusion, metabolic, arterial, node_mat,
+                                  0, solidus, liquidus, fixed, robin_coef, robin_rhs, n, ne, 1, 0)
+        else:
+            L[i] = frozen[i]
+
+
+@njit(parallel=True, cache=True)
+def level_combine_loop(nodes, out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
+    """:func:`cryofield.kernels.combine_at` on the level's nodes and halo."""
+    h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
+    for q in prange(nodes.shape[0]):
+        i = nodes[q]
+        k.combine_at(i, node_mat[i], out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, h_T, h_H, h_n, h_slope)
+
+
+@njit(parallel=True, cache=True)
+def averaged_rate_loop(nodes, n_active, v, u, eta, L):
+    """L = (v - u) / eta on the level's active nodes (:func:`cryofield.kernels.averaged_rate_at`)."""
+    for q in prange(n_active):
+        k.averaged_rate_at(nodes[q], v, u, eta, L)
+
+
 class CpuBackend(Backend):
     """Numba ``parallel=True`` loops on the host; arrays are plain numpy arrays."""
 
@@ -183,6 +219,20 @@ class CpuBackend(Backend):
             node_stage_loop(T, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f,
                             dp.mat_n, dp.arterial, L, out, T_out, Y1, Y2, Y0, L0, table, counts, j, n, ne, nb, vf,
                             dp.n_materials)
+
+    def level_rate(self, dp: DeviceProblem, level, T, L, frozen):
+        n, ne, _, _ = dp.layout
+        level_rate_loop(T, level.elems, level.nodes, level.n_active, frozen, dp.tets, dp.edge_coef, dp.elem_mat,
+                        dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed, dp.mat_f, dp.mat_n,
+                        dp.arterial, L, n, ne)
+
+    def level_combine(self, dp: DeviceProblem, level, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
+        a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
+        level_combine_loop(level.nodes, out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n, a1, a2, a0,
+                           b1, b0)
+
+    def averaged_rate(self, dp: DeviceProblem, level, v, u, eta, L):
+        averaged_rate_loop(level.nodes, level.n_active, v, u, L.dtype.type(eta), L)
 
     def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
         n, _, nb, vf = dp.layout

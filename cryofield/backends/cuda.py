@@ -200,6 +200,46 @@ def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
         partial[b * cuda.gridDim.x + cuda.blockIdx.x] = cache[0]
 
 
+# Multirate levels (a single run): the same bodies over a level's element and node lists.
+def level_flux(T, elems, tets, edge_coef, elem_mat, mat_f, mat_n, flux, n, ne):
+    """flux of the level's elements (:func:`cryofield.kernels.element_flux_at`)."""
+    q = cuda.grid(1)
+    if q < elems.shape[0]:
+        k.element_flux_at(elems[q], 0, T, tets, edge_coef, elem_mat, 0, mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N], flux,
+                          n, ne, 1, 0)
+
+
+def level_rate(T, nodes, frozen, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, arterial, L, n_active,
+               n, ne):
+    """L = dH/dt on the level's active nodes, L = frozen on its halo."""
+    q = cuda.grid(1)
+    if q >= nodes.shape[0]:
+        return
+    i = nodes[q]
+    if q < n_active:
+        L[i] = k.node_rate_at(i, 0, T, flux, node_ptr, node_slot, node_data[K.LUMPED], node_data[K.PERFUSION],
+                              node_data[K.METABOLIC], arterial, node_mat, 0, mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1],
+                              fixed, node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS], n, ne, 1, 0)
+    else:
+        L[i] = frozen[i]
+
+
+def level_combine(nodes, out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
+    """:func:`cryofield.kernels.combine_at` on the level's nodes and halo."""
+    q = cuda.grid(1)
+    if q < nodes.shape[0]:
+        i = nodes[q]
+        k.combine_at(i, node_mat[i], out, T_out, a1, Y1, a2, Y2, a0, Y0, b1, L1, b0, L0, mat_f[K.H_T], mat_f[K.H_H],
+                     mat_n[K.H_N], mat_f[K.H_SLOPE])
+
+
+def averaged_rate(nodes, v, u, L, eta, n_active):
+    """L = (v - u) / eta on the level's active nodes (:func:`cryofield.kernels.averaged_rate_at`)."""
+    q = cuda.grid(1)
+    if q < n_active:
+        k.averaged_rate_at(nodes[q], v, u, eta, L)
+
+
 def lane_out(src, dst, start, stride):
     """dst[i] = src[start + i * stride]: one variant's entries into a contiguous array."""
     i = cuda.grid(1)
@@ -216,7 +256,8 @@ def lane_in(src, dst, start, stride):
 
 #: The kernels' Python functions, by name.
 KERNEL_FUNCTIONS = {f.__name__: f for f in (element_flux, node_rate, node_stage, temperature, combine, track, commit,
-                                            step_change, lane_out, lane_in)}
+                                            step_change, level_flux, level_rate, level_combine, averaged_rate, lane_out,
+                                            lane_in)}
 #: The kernels as the backend launches them (disk-cached, FMA contraction as NVVM does by default).
 KERNELS = {name: cuda.jit(cache=True)(f) for name, f in KERNEL_FUNCTIONS.items()}
 _exact_kernels: dict | None = None
@@ -589,6 +630,24 @@ class CudaBackend(Backend):
         self._stages(dp, coefs, counts, stages)
         if graphs.second_sighting(key):
             self._capture(key, dp, coefs, counts, stages)
+
+    def level_rate(self, dp: DeviceProblem, level, T, L, frozen):
+        n, ne, _, _ = dp.layout
+        self._launch(self._k["level_flux"], _blocks(len(level.elems)), THREADS,
+                     (T, level.elems, dp.tets, dp.edge_coef, dp.elem_mat, dp.mat_f, dp.mat_n, dp.flux), (n, ne))
+        self._launch(self._k["level_rate"], _blocks(len(level.nodes)), THREADS,
+                     (T, level.nodes, frozen, dp.flux, dp.node_ptr, dp.node_slot, dp.node_data, dp.node_mat, dp.fixed,
+                      dp.mat_f, dp.arterial, L), (level.n_active, n, ne))
+
+    def level_combine(self, dp: DeviceProblem, level, out, T_out, coefs, Y1, Y2, Y0, L1, L0):
+        a1, a2, a0, b1, b0 = (out.dtype.type(c) for c in coefs)
+        self._launch(self._k["level_combine"], _blocks(len(level.nodes)), THREADS,
+                     (level.nodes, out, T_out, Y1, Y2, Y0, L1, L0, dp.node_mat, dp.mat_f, dp.mat_n),
+                     (a1, a2, a0, b1, b0))
+
+    def averaged_rate(self, dp: DeviceProblem, level, v, u, eta, L):
+        self._launch(self._k["averaged_rate"], _blocks(max(level.n_active, 1)), THREADS, (level.nodes, v, u, L),
+                     (L.dtype.type(eta), level.n_active))
 
     def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
         n, _, nb, vf = dp.layout
