@@ -33,10 +33,12 @@ from dataclasses import asdict
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cryofield.case import Case
+from cryofield.case import Case, load_case
+from cryofield.fem import gradients_and_volumes
 from cryofield.mesh.sources import mesh_of
+from cryofield.metrics import volumes_below
 
-from .common import input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps
+from .common import REPO, input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps
 from .compare import figure
 from .peers.suite import Trial, equal_accuracy, peer_series
 from .radial import (
@@ -54,22 +56,82 @@ NAME = "timestepping"
 
 SIZES = {
     "quick": {"mesh": (0.2, 2.0), "reference_cells": [238, 475], "repeats": 1,
-              "cryofield": [(2.0, 10.0), (5.0, 30.0)], "peer": [1.0, 0.5]},
+              "cryofield": [("rkl2", 2.0, 10.0), ("multirate", 2.0, 10.0), ("rkl2", 5.0, 30.0),
+                            ("multirate", 5.0, 30.0)], "peer": [1.0, 0.5],
+              "demo": {"freeze_s": 10.0, "settings": [("rkl2", 2.0, 10.0), ("multirate", 2.0, 10.0),
+                                                      ("multirate", 5.0, 30.0)], "reference": (0.5, 2.5)}},
     "full": {"mesh": (0.1, 1.0), "reference_cells": [475, 950], "repeats": 3,
-             "cryofield": [(2.0, 10.0), (5.0, 30.0), (1.0, 5.0), (0.5, 2.5)], "peer": [1.0, 0.5, 0.25, 0.125]},
+             "cryofield": [("rkl2", 2.0, 10.0), ("multirate", 2.0, 10.0), ("rkl2", 5.0, 30.0),
+                           ("multirate", 5.0, 30.0), ("rkl2", 1.0, 5.0), ("rkl2", 0.5, 2.5)],
+             "peer": [1.0, 0.5, 0.25, 0.125],
+             "demo": {"freeze_s": 90.0, "settings": [("rkl2", 2.0, 10.0), ("multirate", 2.0, 10.0),
+                                                     ("rkl2", 5.0, 30.0), ("multirate", 5.0, 30.0)],
+                      "reference": (0.5, 2.5)}},
 }
+#: The demo case (the coarse occipital phantom, three 27G needles) and the isotherms its study compares.
+DEMO_CASE, DEMO_LEVELS = REPO / "cases" / "gon_double_freeze.yaml", [0.0, -20.0, -40.0]
 
 
 # -- trials ------------------------------------------------------------------------------------------------
 
-def cryofield_trial(case: Case, setting: tuple[float, float], score, repeats: int) -> Trial:
-    """cryofield with ``setting`` = (max_dt, max_change): wall time, isotherm error, work."""
-    seconds, (problem, temps, stats) = timed(lambda: temperatures_at(with_steps(case, *setting), TIMES), repeats)
-    return Trial("cryofield", f"max_dt {setting[0]:g} s, max_change {setting[1]:g} K", seconds,
-                 score(input_order(problem, temps)),
+def with_scheme(case: Case, scheme: str, max_dt: float, max_change: float) -> Case:
+    """``case`` with the time-stepping scheme and the step controls of a trial."""
+    case = with_steps(case, max_dt, max_change)
+    return case.model_copy(update={"solver": case.solver.model_copy(update={"scheme": scheme})})
+
+
+def setting_label(setting: tuple[str, float, float]) -> str:
+    return f"{setting[0]}, max_dt {setting[1]:g} s, max_change {setting[2]:g} K"
+
+
+def cryofield_trial(case: Case, setting: tuple[str, float, float], score, repeats: int, times: list[float] = TIMES
+                    ) -> Trial:
+    """cryofield with ``setting`` = (scheme, max_dt, max_change): wall time, isotherm error, work."""
+    seconds, (problem, temps, stats) = timed(lambda: temperatures_at(with_scheme(case, *setting), times), repeats)
+    return Trial("cryofield", setting_label(setting), seconds, score(input_order(problem, temps)),
                  {"steps": stats.steps, "rejected": stats.rejected,
                   "operator_applications": stats.operator_applications,
-                  "full_mesh_equivalent_applications": float(stats.operator_applications)})
+                  "full_mesh_equivalent_applications": float(stats.equivalent_applications)})
+
+
+def volume_radii(points: np.ndarray, tets: np.ndarray, temps: list[np.ndarray], levels: list[float]) -> np.ndarray:
+    """(len(temps), len(levels)) radius of the sphere holding the volume at or below each level (m)."""
+    volumes = gradients_and_volumes(points, tets)[1]
+    group = np.zeros(len(tets), np.int64)
+    return np.array([(0.75 / np.pi * volumes_below(T, tets, volumes, group, 1, levels)[:, 0]) ** (1 / 3)
+                     for T in temps])
+
+
+def demo_study(sizes: dict) -> dict:
+    """Old (single-rate RKL2) against new (multirate) on the demo's first freeze: the equivalent radii of its
+    0, -20 and -40 °C ice at a third, two thirds and the end of the freeze, against RKL2 at tight steps (the
+    same mesh: the error is the time stepping's alone), and the work and time of each."""
+    spec = sizes["demo"]
+    base = load_case(DEMO_CASE)
+    first = base.protocol[0].model_copy(update={"duration": spec["freeze_s"]})
+    case = base.model_copy(update={"protocol": [first]})
+    times = [spec["freeze_s"] * f for f in (1 / 3, 2 / 3, 1.0)]
+    mesh = mesh_of(case)
+
+    def radii(temps: list[np.ndarray]) -> np.ndarray:
+        return volume_radii(mesh.points, mesh.tets, temps, DEMO_LEVELS)
+
+    problem, temps, _ = temperatures_at(with_scheme(case, "rkl2", *spec["reference"]), times)
+    truth = radii(input_order(problem, temps))
+
+    def score(temps: list[np.ndarray]) -> float:
+        return isotherm_error(radii(temps), truth)
+
+    trials = [cryofield_trial(case, setting, score, sizes["repeats"], times) for setting in spec["settings"]]
+    old, new = trials[0], trials[1]
+    old_work, new_work = (t.work["full_mesh_equivalent_applications"] for t in (old, new))
+    return {"id": "demo_time_stepping", "title": f"Demo case ({DEMO_CASE.name}), first freeze {spec['freeze_s']:g} s",
+            "nodes": mesh.n_nodes, "reference": f"rkl2 at {setting_label(('rkl2', *spec['reference']))}",
+            "norm": "largest relative equivalent-radius error of the 0, -20, -40 °C ice (1/3, 2/3, end of freeze)",
+            "trials": [asdict(t) for t in trials], "reference_radii_mm": (truth * 1e3).tolist(),
+            "figures": {"multirate/rkl2 full-mesh-equivalent applications, default steps":
+                        figure(new_work / old_work, "work"),
+                        "multirate isotherm error, default steps": figure(new.error, "error")}}
 
 
 def graded_sphere_study(sizes: dict) -> list[dict]:
@@ -90,7 +152,8 @@ def graded_sphere_study(sizes: dict) -> list[dict]:
     rows = equal_accuracy(ours, peers)
     spread = limit_spread(case)
     h, far = sizes["mesh"]
-    default = ours[0]
+    default, multirate = ours[0], ours[1]  # the same default steps, old scheme and new
+    within = [r["ratio"] for r, t in zip(rows, ours) if t.error <= 0.005]
     return [
         {"id": "radial_reference", "title": "1-D radial enthalpy reference: isotherm radii (mm)",
          "cells": sizes["reference_cells"], "seconds": reference_seconds, "levels": LEVELS, "times": TIMES,
@@ -104,7 +167,14 @@ def graded_sphere_study(sizes: dict) -> list[dict]:
          "figures": {"isotherm error, default steps": figure(default.error, "error"),
                      "full-mesh-equivalent applications, default steps":
                          figure(default.work["full_mesh_equivalent_applications"], "work"),
-                     "peer/cryofield time at equal accuracy, default steps": figure(rows[0]["ratio"], "ratio")}},
+                     "peer/cryofield time at equal accuracy, default steps": figure(rows[0]["ratio"], "ratio"),
+                     "multirate/rkl2 full-mesh-equivalent applications, default steps": figure(
+                         multirate.work["full_mesh_equivalent_applications"]
+                         / default.work["full_mesh_equivalent_applications"], "work"),
+                     "peer/cryofield time at equal accuracy, multirate default steps": figure(rows[1]["ratio"],
+                                                                                               "ratio"),
+                     **({"peer/cryofield time at equal accuracy, best cryofield setting within 0.5 %":
+                         figure(max(within), "ratio")} if within else {})}},
     ]
 
 
@@ -114,13 +184,15 @@ def run(quick: bool, backend: str = "cpu") -> dict:
         raise ValueError("the time-stepping suite compares with the peer on the cpu backend (one core each)")
     sizes = SIZES["quick" if quick else "full"]
     with numba_threads(1), threadpool_limits(1):
-        temperatures_at(graded_sphere_case(1.0, 4.0), [1.0])  # compile (or load) the kernels before timing
-        return {"records": graded_sphere_study(sizes)}
+        for scheme in ("rkl2", "multirate"):  # compile (or load) the kernels before timing
+            temperatures_at(with_scheme(graded_sphere_case(1.0, 4.0), scheme, 2.0, 10.0), [1.0])
+        records = graded_sphere_study(sizes)
+    return {"records": [*records, demo_study(sizes)]}  # the demo on every core: its figures are work counts
 
 
 def tables(result: dict) -> str:
     """The reference radii, every trial with its work, and the peer ratios at equal accuracy."""
-    ref, study = result["records"]
+    ref, study, demo = result["records"]
     radii = [[f"{t:g} s"] + [f"{r:.3f}" for r in row] for t, row in zip(ref["times"], ref["radii_mm"])]
     parts = [f"### {ref['title']} ({ref['cells'][-1]} cells; change from {ref['cells'][0]} cells: "
              f"{ref['change_between_grids']:.2e})\n",
@@ -144,4 +216,11 @@ def tables(result: dict) -> str:
                                  ["with neighbours"] + [f"{v['with_neighbours']:.1%}" for v in shares]]))
     parts.append("\nAt equal or better accuracy:\n")
     parts.append(markdown_table(["cryofield", "error", "s", "peer", "error", "s", "peer/cryofield"], ratio_rows))
+    parts.append(f"\n### {demo['title']} ({demo['nodes']} nodes)\n\nError: {demo['norm']}, against "
+                 f"{demo['reference']}.\n")
+    parts.append(markdown_table(["setting", "error", "wall s", "steps", "operator applications",
+                                 "full-mesh equivalent"],
+                                [[t["setting"], f"{t['error']:.3%}", f"{t['seconds']:.1f}", t["work"]["steps"],
+                                  t["work"]["operator_applications"],
+                                  f"{t['work']['full_mesh_equivalent_applications']:.0f}"] for t in demo["trials"]]))
     return "\n".join(parts)
