@@ -150,11 +150,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     control = plan.control()
     stages = control.stages or rkl2_stages(control.dt_limit(), control.stable_dt)
+    detail = {"rkl2": f" with {stages} stages", "euler": ""}.get(case.solver.scheme) or multirate_detail(plan)
     print(f"  protocol: {len(case.protocol)} phase(s), {case.duration:g} s; forward-Euler limit {plan.dt_fe:.3g} s; "
-          f"{case.solver.scheme} up to dt = {control.dt_limit():.3g} s" + (f" with {stages} stages" if
-                                                                              case.solver.scheme == "rkl2" else ""))
+          f"{case.solver.scheme} up to dt = {control.dt_limit():.3g} s{detail}")
     print(f"  {estimate(plan).summary()}")
     return EXIT_OK
+
+
+def multirate_detail(plan) -> str:
+    """How the multirate scheme splits this mesh: its levels, their nodes and the work of a longest step."""
+    levels = plan.levels()
+    dt = plan.control().dt_limit()
+    if not levels.depth:
+        return " with no nested levels (nesting does not pay on this mesh: single-rate RKL2 steps)"
+    shares = ", ".join(f"{n / plan.problem.n_nodes:.1%}" for n in levels.active)
+    return (f" with {levels.depth} nested level(s) (cuts {', '.join(f'{c:g}' for c in levels.cuts)}; nodes {shares}),"
+            f" {levels.work_per_step(dt):.1f} full-mesh-equivalent applications per step")
 
 
 def cmd_info(args: argparse.Namespace) -> int:

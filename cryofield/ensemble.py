@@ -187,7 +187,11 @@ def run_ensemble(cases: list[Case], out_dirs: list[str | Path], backend: str | N
     keys = {i: mesh_key(p) for i, p in plans.items()}
     first = next(iter(keys.values()), None)
     for i, key in keys.items():
-        if key != first:
+        if plans[i].case.solver.scheme == "multirate":
+            results[i] = InputError("solver.scheme multirate runs a case alone, not in an ensemble: use scheme rkl2 "
+                                    "for ensemble runs, or run the case on its own", source=cases[i].source,
+                                    key="solver.scheme")
+        elif key != first:
             results[i] = InputError("this variant does not share the ensemble's mesh (another mesh, numbering, "
                                     "tissues or precision): run it on its own", source=cases[i].source, key="mesh")
     members = [i for i in plans if results[i] is None]

@@ -33,6 +33,8 @@ boundaries: [{surface: xmax, type: fixed, temperature: 37}, {surface: zmax, type
 outputs: {snapshot_interval: 2, metrics_interval: 0.5}
 solver: {precision: %s}
 """
+#: The same case stepped by the multirate scheme, with a level forced on the uniform slab.
+MULTIRATE = "{scheme: multirate, multirate_cuts: [1.2], precision: %s}"
 
 
 class StopAfter(Observer):
@@ -62,11 +64,13 @@ def identity(plan):
     return checkpoint.fingerprint(case_to_yaml(plan.case), mesh.points, mesh.tets, "cpu", plan.case.solver.precision)
 
 
-@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("precision, scheme", [("float64", "rkl2"), ("float32", "rkl2"), ("float64", "multirate")])
 @pytest.mark.parametrize("stop_at", [1, 7, 23])
-def test_a_run_resumed_from_a_checkpoint_is_bit_identical(tmp_path, precision, stop_at):
-    case = parse_case(CASE % precision)
+def test_a_run_resumed_from_a_checkpoint_is_bit_identical(tmp_path, precision, scheme, stop_at):
+    text = CASE % precision
+    case = parse_case(text if scheme == "rkl2" else text.replace(f"{{precision: {precision}}}", MULTIRATE % precision))
     plan = prepare(case)
+    assert plan.control().scheme == scheme and (scheme == "rkl2" or plan.levels().depth == 1)
     observers = observers_for(plan)
     reference = final(drive(plan.timeline, plan.stepper("cpu"), observers), observers)
 

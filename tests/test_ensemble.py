@@ -135,11 +135,14 @@ def test_a_variant_on_another_mesh_or_bad_input_fails_alone(tmp_path):
     other = parse_case(BASE.format(b=9, precision="float64", cells=4, **VARIANTS[0]))
     bad = parse_case(BASE.format(b=8, precision="float64", cells=5, **VARIANTS[0]).replace("max_dt: 0.5",
                                                                                           "max_dt: 0.5, stages: 2"))
-    report = run_ensemble([*cases[:2], other, bad], [tmp_path] * 4, backend="cpu")
+    alone = parse_case(BASE.format(b=7, precision="float64", cells=5, **VARIANTS[0]).replace(
+        "max_dt: 0.5", "max_dt: 0.5, scheme: multirate"))
+    report = run_ensemble([*cases[:2], other, bad, alone], [tmp_path] * 5, backend="cpu")
     assert isinstance(report.results[2], InputError) and report.results[2].key == "mesh"
     assert isinstance(report.results[3], InputError) and report.results[3].key == "solver.stages"
+    assert isinstance(report.results[4], InputError) and report.results[4].key == "solver.scheme"
     assert all(not isinstance(r, BaseException) for r in report.results[:2])
-    assert not (tmp_path / "v9.h5").exists() and not (tmp_path / "v8.h5").exists()
+    assert not any((tmp_path / f"v{b}.h5").exists() for b in (7, 8, 9))
 
 
 def test_a_blow_up_fails_its_variant_only():
