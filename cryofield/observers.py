@@ -171,7 +171,7 @@ class ProgressBar(Observer):
     def at_output(self, run: RunState, segment: Segment) -> None:
         self.bar.update(segment.end - self.bar.n)  # from the bar's own count: a resumed run starts part way
         stats, stepping = run.stepper.stats, max(run.timings["stepping_s"], 1e-9)
-        rate = run.problem.n_nodes * stats.operator_applications / stepping
+        rate = run.problem.n_nodes * stats.equivalent_applications / stepping
         phase = f"phase {run.phase.index + 1}/{len(run.timeline.phases)} {run.phase.kind}, " if run.phase else ""
         self.bar.set_postfix_str(f"{phase}{rate / 1e6:.1f} M DOF-steps/s", refresh=False)
 
