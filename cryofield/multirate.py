@@ -80,7 +80,7 @@ def rkc_rows(s: int) -> tuple[np.ndarray, float]:
     for j in range(2, s + 1):
         rows[j] = 2 * w0 * b[j] / b[j - 1], -b[j] / b[j - 2], 2 * w1 * b[j] / b[j - 1]
     rows.flags.writeable = False
-    return rows, (1.0 + w0) / (w1 * s * s)
+    return rows, float((1.0 + w0) / (w1 * s * s))
 
 
 def rkc_stages(dt_rho: float) -> int:
