@@ -215,8 +215,8 @@ def _cheapest_cuts(rho_nodes: np.ndarray, tets: np.ndarray, tau: float, safety: 
         for combo in itertools.combinations(sorted(CANDIDATE_CUTS, reverse=True), depth):
             if min(below[c] for c in combo) <= 0 or any(weight[a] == weight[b] for a, b in zip(combo, combo[1:])):
                 continue  # an empty level
-            # level k's largest radius: the largest at or below cut k (the stiffest level: the mesh's largest)
-            rho = np.array([below[combo[0]], *(below[c] for c in combo[1:]), top]) / safety
+            # level k's largest radius: the largest at or below cut k + 1 (the stiffest level: the mesh's largest)
+            rho = np.array([*(below[c] for c in combo), top]) / safety
             work = step_work(tau, rho, np.array([1.0, *(weight[c] for c in combo)]))
             if work < best_work * (1 - 1e-9):
                 best, best_work = combo, work
