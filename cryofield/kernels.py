@@ -165,11 +165,33 @@ def change_at(p, s, T, T_odd, T_even):
     return abs(T_odd[p] - T[p])
 
 
-def commit_at(p, s, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even):
-    """Accept a step of ``s`` stages at address p: T_prev = T, H = Y_s, T = T(Y_s).
+def local_error_at(p, m, s, w, T_older, T_prev, T, T_odd, T_even, phase):
+    """|w0 T_older + w1 T_prev + w2 T + w3 T_s| at address p: the step's estimated local error (K); 0 where the
+    node's four temperatures straddle its tissue's solidus or liquidus.
+
+    ``w`` are the weights of the third divided difference over the four times, times dt³ (so the value is
+    about dt³ |d³T/dt³| / 6, the leading term of a second-order step's local error;
+    :func:`cryofield.stepper.error_weights`). Across the solidus or liquidus T(t) has a kink (the heat
+    capacity jumps): there the divided difference measures the kink, not the step's error, and
+    ``max_change`` bounds the step. ``phase`` is the material table's phase-change interval (column 0
+    solidus, 1 liquidus), ``m`` the node's tissue.
+    """
+    t0, t1, t2 = T_older[p], T_prev[p], T[p]
+    t3 = T_even[p] if s % 2 == 0 else T_odd[p]
+    low = min(min(t0, t1), min(t2, t3))
+    high = max(max(t0, t1), max(t2, t3))
+    solidus, liquidus = phase[m, 0], phase[m, 1]
+    if (low <= solidus and solidus <= high) or (low <= liquidus and liquidus <= high):
+        return 0.0
+    return abs(w[0] * t0 + w[1] * t1 + w[2] * t2 + w[3] * t3)
+
+
+def commit_at(p, s, H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even):
+    """Accept a step of ``s`` stages at address p: T_older = T_prev, T_prev = T, H = Y_s, T = T(Y_s).
 
     Stage s wrote its value to ``(Y_a, Y_b, Y_c)[(s - 1) % 3]`` and its temperature to ``T_odd`` / ``T_even``.
     """
+    T_older[p] = T_prev[p]
     T_prev[p] = T[p]
     r = (s - 1) % 3
     if r == 0:
@@ -197,7 +219,7 @@ def track_at(p, T_old, T_new, dt, T_min, thresholds, time_below):
 LAWS = ("temperature_of", "conductivity_of", "liquid_fraction_of", "below_fraction")
 #: The per-thread bodies above, helpers first (a body calls only those before it).
 BODIES = ("at", "split", "nan_max", "element_flux_at", "node_rate_at", "combine_at", "averaged_rate_at", "change_at",
-          "commit_at", "track_at")
+          "local_error_at", "commit_at", "track_at")
 
 
 def render(compile_fn: Callable, name: str) -> types.ModuleType:
@@ -250,7 +272,8 @@ def stage_bytes(n_nodes: int, n_elems: int, itemsize: int, variants: int = 1) ->
 
 def step_bytes(n_nodes: int, n_elems: int, itemsize: int, stages: int, thresholds: int = 2, variants: int = 1) -> int:
     """Bytes one accepted RKL2 step moves: ``stages`` stages, the step-size reduction (two fields read), the
-    commit (T, Y_s, T_s read; T_prev, H, T written) and the dose tracker (T old and new read, T_min read and
-    written, each threshold's time read and written), per variant."""
-    per_node = 2 * itemsize + 6 * itemsize + 4 * itemsize + 2 * thresholds * itemsize
+    commit (T_prev, T, Y_s, T_s read; T_older, T_prev, H, T written) and the dose tracker (T old and new
+    read, T_min read and written, each threshold's time read and written), per variant. The local error
+    estimate (four fields read) is left out: it runs only with a tolerance and three earlier steps."""
+    per_node = 2 * itemsize + 8 * itemsize + 4 * itemsize + 2 * thresholds * itemsize
     return stages * stage_bytes(n_nodes, n_elems, itemsize, variants) + variants * n_nodes * per_node

@@ -67,7 +67,7 @@ class Plan:
         """Step-size control for this case."""
         solver = self.case.solver
         return StepControl(scheme=solver.scheme, stable_dt=solver.safety * self.dt_fe, max_dt=solver.max_dt,
-                           max_change=solver.max_change, stages=solver.stages,
+                           max_change=solver.max_change, stages=solver.stages, tolerance=solver.tolerance,
                            blow_up_change=largest_change(*physical_range(self)),
                            levels=self.levels() if solver.scheme == "multirate" else None)
 
@@ -517,7 +517,9 @@ def summarize(plan: Plan, backend: Backend, run: RunState, fields: dict[str, np.
         "scheme": case.solver.scheme, "nodes": problem.n_nodes, "elements": problem.n_elems,
         "axisymmetric": problem.axisymmetric,
         "simulated_time_s": case.duration,
-        "time_step": {"forward_euler_limit_s": plan.dt_fe, "max_dt_s": case.solver.max_dt, "steps": stats.steps,
+        "time_step": {"forward_euler_limit_s": plan.dt_fe, "max_dt_s": case.solver.max_dt,
+                      "max_change_K": case.solver.max_change, "tolerance_K": case.solver.tolerance,
+                      "steps": stats.steps,
                       "rejected_steps": stats.rejected, "operator_applications": stats.operator_applications,
                       "full_mesh_equivalent_applications": stats.equivalent_applications},
         "timings_s": {k: round(float(v), 4) for k, v in timings.items()},

@@ -89,6 +89,24 @@ def rkl2_max_dt(s: int, dt_fe: float) -> float:
     return dt_fe * (s * s + s - 2.0) / 4.0
 
 
+def error_weights(times: tuple[float, float, float, float]) -> np.ndarray:
+    """Weights w of the local error estimate sum_k w_k T(t_k) of the step from ``times[2]`` to ``times[3]``.
+
+    The third divided difference over the four times, times dt³ (dt = times[3] - times[2]): for smooth T
+    about dt³ (d³T/dt³) / 6, the leading term of a second-order one-step method's local error up to its
+    constant, whatever the earlier steps were.
+
+    Examples
+    --------
+    >>> w = error_weights((0.0, 1.0, 2.0, 3.0))
+    >>> [round(float(x), 6) for x in w], round(float(w @ np.array([0.0, 1.0, 8.0, 27.0])), 12)  # T = t³
+    ([-0.166667, 0.5, -0.5, 0.166667], 1.0)
+    """
+    t = np.asarray(times, float)
+    dt = t[3] - t[2]
+    return np.array([dt ** 3 / np.prod([t[k] - t[j] for j in range(4) if j != k]) for k in range(4)])
+
+
 @dataclass
 class StepStats:
     """Counters for throughput figures (rejected steps count their operator applications too)."""
@@ -121,6 +139,14 @@ class StepControl:
     step grow (at most doubling) to ``max_dt`` as the ice front slows. Every phase starts again from
     ``stable_dt``.
 
+    With a ``tolerance``, each step's local error is estimated too, from the step's result and the three
+    states before it (:func:`error_weights`: about dt³ |d³T/dt³| / 6 at every node, the leading term of a
+    second-order step's local error; the largest over the nodes whose four temperatures do not straddle
+    their solidus or liquidus). A step whose estimate exceeds the tolerance is redone smaller, and the
+    next step follows a PI controller on it (exponents 0.7/3 and 0.4/3), within what ``max_change``
+    allows. The estimate costs no operator application (one pass over four fields); it starts with the
+    third step of a phase, and the Euler scheme (at its stability limit) does not use it.
+
     Attributes
     ----------
     scheme
@@ -134,6 +160,8 @@ class StepControl:
         Target largest nodal temperature change per step (K).
     stages
         Fixed RKL2 stage count, or None to choose the fewest stable stages for each step.
+    tolerance
+        Largest estimated local error of a step (K), or None for the nodal-change control alone.
     levels
         The multirate scheme's levels (:class:`cryofield.multirate.Levels`).
     """
@@ -147,6 +175,7 @@ class StepControl:
     #: meet is a few hundred kelvin): the run stops with :class:`BlowUp` instead of going on.
     blow_up_change: float = 1000.0
     levels: Any = None
+    tolerance: float | None = None
 
     def dt_limit(self) -> float:
         if self.scheme == "euler":
@@ -196,7 +225,9 @@ class Ensemble:
         self.H = backend.to_device(H)
         self.T = backend.empty(size, self.dtype)
         backend.temperature(dp, self.H, self.T)
+        # the two accepted states before the current one (the local error estimate's history)
         self.T_prev = backend.to_device(backend.to_host(self.T))
+        self.T_older = backend.to_device(backend.to_host(self.T))
         # scratch: three rotating stage values, the odd and even stages' temperatures, L(Y_0) and L(Y_{j-1})
         self.Y = tuple(backend.empty(size, self.dtype) for _ in range(3))
         self.T_odd, self.T_even = backend.empty(size, self.dtype), backend.empty(size, self.dtype)
@@ -246,13 +277,14 @@ class Ensemble:
         else:
             be.rkl2_stages(dp, table, counts, self._stage_buffers(int(counts.max())))
         change = be.step_change(dp, self.T, self.T_odd, self.T_even, counts)
+        errors = self._local_errors(plans, counts)
         accept, failed = np.zeros(nb, np.uint8), {}
         for b, plan in plans.items():
             try:
-                accept[b] = self.lanes[b]._judge(plan, float(change[b]))
+                accept[b] = self.lanes[b]._judge(plan, float(change[b]), errors.get(b))
             except BlowUp as exc:
                 failed[b] = exc
-        be.commit(dp, counts, accept, self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        be.commit(dp, counts, accept, self.H, self.T, self.T_prev, self.T_older, self.Y, self.T_odd, self.T_even)
         dts = np.array([plans[b].dt if accept[b] else 0.0 for b in range(nb)] if plans else np.zeros(nb))
         if self.dose is not None and accept.any():
             _, T_min, thresholds, time_below = self.dose
@@ -274,10 +306,24 @@ class Ensemble:
                 reached.append(b)
         return reached, failed
 
+    def _local_errors(self, plans: dict[int, PlannedStep], counts: np.ndarray) -> dict[int, float]:
+        """The local error estimate of each planned variant whose control has a tolerance and the history."""
+        weights, use = np.zeros((self.size, 4)), np.zeros(self.size, np.int32)
+        for b, plan in plans.items():
+            w = self.lanes[b]._error_weights(plan)
+            if w is not None:
+                weights[b], use[b] = w, counts[b]
+        if not use.any():
+            return {}
+        error = self.backend.local_error(self.dp, self.T_older, self.T_prev, self.T, self.T_odd, self.T_even, use,
+                                         weights)
+        return {int(b): float(error[b]) for b in np.flatnonzero(use)}
+
     def uniform_step(self, dt: float, stages: int, accept: bool = True) -> None:
         """Every variant takes one ``stages``-stage RKL2 step of ``dt`` without step control (for benchmarks): the
         passes and, with ``accept``, the change reduction, the commit and the dose trackers, as an accepted
-        step of :meth:`step` costs. The variants' clocks and statistics do not move."""
+        step of :meth:`step` costs. The variants' clocks and statistics do not move; their error histories
+        start again."""
         be, dp, nb = self.backend, self.dp, self.size
         counts = np.full(nb, stages, np.int32)
         table = np.repeat(rkl2_stage_table(stages, dt)[:, None, :], nb, axis=1)
@@ -285,7 +331,10 @@ class Ensemble:
         if not accept:
             return
         be.step_change(dp, self.T, self.T_odd, self.T_even, counts)
-        be.commit(dp, counts, np.ones(nb, np.uint8), self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        be.commit(dp, counts, np.ones(nb, np.uint8), self.H, self.T, self.T_prev, self.T_older, self.Y, self.T_odd,
+                  self.T_even)
+        for lane in self.lanes:
+            lane._restart_history()
         if self.dose is not None:
             _, T_min, thresholds, time_below = self.dose
             be.track(dp, self.T_prev, self.T, np.full(nb, dt), T_min, thresholds, time_below)
@@ -333,7 +382,9 @@ class Ensemble:
                                                                             self.H, self.H, self.H, self.L)])
         be.temperature(dp, self.H, self.T_even)
         be.step_change(dp, self.T, self.T_odd, self.T_even, none)
-        be.commit(dp, none, np.zeros(nb, np.uint8), self.H, self.T, self.T_prev, self.Y, self.T_odd, self.T_even)
+        be.local_error(dp, self.T_older, self.T_prev, self.T, self.T_odd, self.T_even, none, np.zeros((nb, 4)))
+        be.commit(dp, none, np.zeros(nb, np.uint8), self.H, self.T, self.T_prev, self.T_older, self.Y, self.T_odd,
+                  self.T_even)
         levels = self.dose[0] if self.dose else [0.0]
         scratch = be.to_device(np.zeros((len(levels), dp.n_nodes * nb), self.dtype))
         be.track(dp, self.T, self.T, np.zeros(nb), be.to_device(be.to_host(self.T)),
@@ -390,6 +441,7 @@ class Stepper:
         self.backend, self.dtype, self.dp = ensemble.backend, ensemble.dtype, ensemble.dp
         self.control, self.dt, self.t = control, control.stable_dt, float(t0)
         self.stats = StepStats()
+        self._restart_history()
         self.load_boundaries(problem.boundary_state(None))  # until the driver sets a phase
 
     @property
@@ -410,6 +462,7 @@ class Stepper:
         """
         if restart:
             self.dt = self.control.stable_dt
+            self._restart_history()
         self.load_boundaries(state)
         if state.fixed.any():
             ens, be = self.ensemble, self.backend
@@ -456,22 +509,57 @@ class Stepper:
             rows = rkl2_stage_table(c.stages or rkl2_stages(dt, c.stable_dt), dt)
         return PlannedStep(t_end, dt, proposed, remaining, rows.shape[0] - 1, rows)
 
-    def _judge(self, plan: PlannedStep, change: float) -> bool:
-        """Accept the step or shrink the step size (True: accept); raise :class:`BlowUp` on an impossible change."""
+    def _judge(self, plan: PlannedStep, change: float, error: float | None = None) -> bool:
+        """Accept the step or shrink the step size (True: accept); raise :class:`BlowUp` on an impossible change.
+
+        ``change`` is the step's largest nodal change (K), ``error`` its local error estimate (K; None when
+        the control has no tolerance or the phase has fewer than three earlier states).
+        """
         c = self.control
         self.stats.operator_applications += plan.stages if plan.applications is None else plan.applications
         self.stats.equivalent_applications += plan.stages if plan.equivalent is None else plan.equivalent
         if not change <= c.blow_up_change:  # also NaN: a non-finite state compares false
             raise BlowUp(self.t, plan.dt, change, self._worst_node(plan.stages))
-        self._factor = min(2.0, max(0.5, 0.9 * c.max_change / max(change, 1e-30)))
-        if change > 1.5 * c.max_change and plan.dt > c.stable_dt * (1 + 1e-9):
-            self.dt = max(c.stable_dt, plan.dt * c.max_change / change)  # reject: the state is untouched
+        factor, shrink = 0.9 * c.max_change / max(change, 1e-30), c.max_change / max(change, 1e-30)
+        reject = change > 1.5 * c.max_change
+        if error is not None:  # the local error's controller, within what the change allows
+            error_factor = self._error_factor(error)
+            factor, shrink = min(factor, error_factor), min(shrink if reject else np.inf, max(0.2, error_factor))
+            reject = reject or not error <= c.tolerance
+        self._factor, self._error = min(2.0, max(0.5, factor)), error
+        if reject and plan.dt > c.stable_dt * (1 + 1e-9):
+            self.dt = max(c.stable_dt, plan.dt * shrink)  # reject: the state is untouched
             self.stats.rejected += 1
             return False
         return True
 
+    def _error_factor(self, error: float) -> float:
+        """Step-size factor from the local error estimate: PI control (0.7/3, 0.4/3) after an accepted estimate,
+        elementary (1/3) before, with safety 0.9; errors floored at 1e-4 of the tolerance (a step with no
+        estimated error grows by the largest factor)."""
+        tol = self.control.tolerance
+        ratio = tol / max(error, 1e-4 * tol)
+        if self._error_prev is None:
+            return 0.9 * ratio ** (1 / 3)
+        return 0.9 * ratio ** (0.7 / 3) * (max(self._error_prev, 1e-4 * tol) / tol) ** (0.4 / 3)
+
+    def _error_weights(self, plan: PlannedStep) -> np.ndarray | None:
+        """:func:`error_weights` of the planned step, or None without a tolerance or the three earlier states."""
+        c = self.control
+        if c.tolerance is None or c.scheme == "euler" or len(self._past) < 2:
+            return None
+        return error_weights((*self._past, self.t, self.t + plan.dt))
+
+    def _restart_history(self) -> None:
+        """Forget the earlier states (a phase switch: the boundary jump starts a new trajectory)."""
+        self._past: list[float] = []  # times of the ensemble's T_older and T_prev, once accepted steps give them
+        self._error_prev: float | None = None
+
     def _accepted(self, plan: PlannedStep) -> None:
         """Advance the clock and the step size after an accepted step (its result is already the state)."""
+        self._past = (self._past + [self.t])[-2:]
+        if self._error is not None:
+            self._error_prev = self._error
         self.t = plan.t_end if plan.remaining <= plan.proposed else self.t + plan.dt  # a segment's end hit exactly
         self.dt = max(self.control.stable_dt, (plan.proposed if plan.dt < plan.proposed else plan.dt) * self._factor)
         self.stats.steps += 1
@@ -510,6 +598,9 @@ class Stepper:
         """Everything that determines the next steps, as host arrays and numbers (for checkpoints)."""
         be, ens = self.backend, self.ensemble
         return {"H": be.read_lane(self.dp, ens.H, self.variant), "T": be.read_lane(self.dp, ens.T, self.variant),
+                "T_prev": be.read_lane(self.dp, ens.T_prev, self.variant),
+                "T_older": be.read_lane(self.dp, ens.T_older, self.variant), "past": np.array(self._past, float),
+                "error_prev": np.nan if self._error_prev is None else self._error_prev,
                 "t": self.t, "dt": self.dt, "steps": self.stats.steps, "rejected": self.stats.rejected,
                 "operator_applications": self.stats.operator_applications,
                 "equivalent_applications": self.stats.equivalent_applications}
@@ -519,6 +610,12 @@ class Stepper:
         be, ens = self.backend, self.ensemble
         be.write_lane(self.dp, ens.H, self.variant, np.asarray(state["H"], self.dtype))
         be.write_lane(self.dp, ens.T, self.variant, np.asarray(state["T"], self.dtype))
+        self._restart_history()
+        if "past" in state:  # a checkpoint from before the local error estimate: its history starts again
+            for name in ("T_prev", "T_older"):
+                be.write_lane(self.dp, getattr(ens, name), self.variant, np.asarray(state[name], self.dtype))
+            self._past = [float(t) for t in np.atleast_1d(state["past"])]
+            self._error_prev = None if np.isnan(state["error_prev"]) else float(state["error_prev"])
         self.t, self.dt = float(state["t"]), float(state["dt"])
         self.stats = StepStats(int(state["steps"]), int(state["rejected"]), int(state["operator_applications"]),
                                float(state.get("equivalent_applications", state["operator_applications"])))

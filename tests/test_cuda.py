@@ -72,7 +72,7 @@ boundaries:
 outputs: {snapshot_interval: 1, metrics_interval: 0.5, fields: [temperature, enthalpy]}
 solver: {max_dt: 0.5, precision: PRECISION}
 """
-KERNELS = ("temperature", "apply_operator", "combine", "stage", "step_change", "commit", "track")
+KERNELS = ("temperature", "apply_operator", "combine", "stage", "step_change", "local_error", "commit", "track")
 
 
 def _tiny(precision: str = "float64"):
@@ -98,9 +98,12 @@ def _kernel_outputs(backend, problem, state, inputs: dict[str, np.ndarray]) -> d
     host["T_min"], host["below"] = be.to_host(dev["T_min"]), be.to_host(dev["below"])
     host["step_change"] = np.concatenate([be.step_change(dp, dev["T"], dev["T2"], dev["T"], np.array([s], np.int32))
                                           for s in (1, 2)])
-    committed = {k: be.to_device(inputs[k]) for k in ("H", "T", "T2")}
+    weights = np.array([[-0.3, 1.1, -1.2, 0.4]])
+    host["local_error"] = np.concatenate([be.local_error(dp, dev["T3"], dev["T2"], dev["T"], dev["T2"], dev["T_min"],
+                                                         np.array([s], np.int32), weights) for s in (1, 2)])
+    committed = {k: be.to_device(inputs[k]) for k in ("H", "T", "T2", "T3")}
     be.commit(dp, np.array([2], np.int32), np.array([1], np.uint8), committed["H"], committed["T"], committed["T2"],
-              (dev["H2"], dev["H3"], dev["H"]), dev["T"], dev["T_min"])
+              committed["T3"], (dev["H2"], dev["H3"], dev["H"]), dev["T"], dev["T_min"])
     host |= {f"commit_{k}": be.to_host(v) for k, v in committed.items()}
     return host
 
@@ -118,7 +121,8 @@ def kernel_differences() -> dict[str, float]:
     T = rng.uniform(-90.0, 37.0, n)  # frozen, mushy and unfrozen nodes
     H = problem.enthalpy(T)
     rate = 1e5  # W/m³, the order of the operator's output here
-    inputs = {"T": T, "T2": T + rng.uniform(-30.0, 30.0, n), "H": H, "H2": H * 1.01, "H3": H * 0.99,
+    inputs = {"T": T, "T2": T + rng.uniform(-30.0, 30.0, n), "T3": T + rng.uniform(-3.0, 3.0, n), "H": H,
+              "H2": H * 1.01, "H3": H * 0.99,
               "L1": rng.uniform(-rate, rate, n), "L0": rng.uniform(-rate, rate, n), "T_min": T + 5.0,
               "below": rng.uniform(0.0, 2.0, (2, n))}
     cpu = _kernel_outputs(get_backend("cpu"), problem, state, inputs)
@@ -129,8 +133,9 @@ def kernel_differences() -> dict[str, float]:
     return {"temperature": diff["T"], "apply_operator": diff["L"] * dt / c_min,
             "combine": max(diff["Y"] / c_min, diff["TY"]),
             "stage": max(diff["Ls"] * dt / c_min, diff["Ys"] / c_min, diff["TYs"]),
-            "step_change": diff["step_change"], "track": max(diff["T_min"], diff["below"]),
-            "commit": max(diff["commit_H"] / c_min, diff["commit_T"], diff["commit_T2"])}
+            "step_change": diff["step_change"], "local_error": diff["local_error"],
+            "track": max(diff["T_min"], diff["below"]),
+            "commit": max(diff["commit_H"] / c_min, diff["commit_T"], diff["commit_T2"], diff["commit_T3"])}
 
 
 def run_differences(out_dir: Path) -> dict:

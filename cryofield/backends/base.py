@@ -283,10 +283,19 @@ class Backend(ABC):
         s = counts[b] wrote ``T_odd`` (s odd) or ``T_even`` (s even); 0 for a variant with no stages."""
 
     @abstractmethod
+    def local_error(self, dp: DeviceProblem, T_older: Any, T_prev: Any, T: Any, T_odd: Any, T_even: Any,
+                    counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """(B,) host float64: per variant the largest estimated local error of its step (K; NaN if any is NaN),
+        :func:`cryofield.kernels.local_error_at` with ``weights[b]`` ((B, 4) host array) over its nodes; 0 for a
+        variant with ``counts[b]`` 0. The step's temperature is in ``T_odd`` or ``T_even`` as for
+        :meth:`step_change`."""
+
+    @abstractmethod
     def commit(self, dp: DeviceProblem, counts: np.ndarray, accept: np.ndarray, H: Any, T: Any, T_prev: Any,
-               Y: tuple[Any, Any, Any], T_odd: Any, T_even: Any) -> None:
-        """For every variant b with ``accept[b]``: T_prev = T, H = Y_s, T = T_s (s = counts[b], stage s's value
-        in ``Y[(s - 1) % 3]``, its temperature in ``T_odd`` or ``T_even``); the others are left as they are."""
+               T_older: Any, Y: tuple[Any, Any, Any], T_odd: Any, T_even: Any) -> None:
+        """For every variant b with ``accept[b]``: T_older = T_prev, T_prev = T, H = Y_s, T = T_s (s = counts[b],
+        stage s's value in ``Y[(s - 1) % 3]``, its temperature in ``T_odd`` or ``T_even``); the others are left
+        as they are."""
 
     @abstractmethod
     def track(self, dp: DeviceProblem, T_old: Any, T_new: Any, dt: np.ndarray, T_min: Any, thresholds: Any,

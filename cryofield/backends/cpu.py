@@ -112,20 +112,43 @@ def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
                 s = counts[b]
                 if s > 0:
                     part[c, b] = k.nan_max(part[c, b], k.change_at(k.at(i, b, n, nb, vf), s, T, T_odd, T_even))
-    out = np.zeros(nb)
-    for c in range(chunks):
-        for b in range(nb):
+    return chunk_max(part)
+
+
+@njit(parallel=True, cache=True)
+def local_error_loop(T_older, T_prev, T, T_odd, T_even, counts, weights, node_mat, mat_f, n, nb, vf, n_mat, chunks):
+    """(B,) per variant max of the local error estimate (:func:`cryofield.kernels.local_error_at`), NaN-propagating;
+    0 for a variant with no stages."""
+    phase = mat_f[K.PHASE]
+    part = np.zeros((chunks, nb))
+    for c in prange(chunks):
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            for b in range(nb):
+                s = counts[b]
+                if s > 0:
+                    e = k.local_error_at(k.at(i, b, n, nb, vf), node_mat[i] + b * n_mat, s, weights[b], T_older,
+                                         T_prev, T, T_odd, T_even, phase)
+                    part[c, b] = k.nan_max(part[c, b], e)
+    return chunk_max(part)
+
+
+@njit(cache=True)
+def chunk_max(part):
+    """(B,) NaN-propagating max over the rows of a (chunks, B) array of per-chunk maxima."""
+    out = np.zeros(part.shape[1])
+    for c in range(part.shape[0]):
+        for b in range(part.shape[1]):
             out[b] = k.nan_max(out[b], part[c, b])
     return out
 
 
 @njit(parallel=True, cache=True)
-def commit_loop(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
+def commit_loop(counts, accept, H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
     """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
     for i in prange(n):
         for b in range(nb):
             if accept[b]:
-                k.commit_at(k.at(i, b, n, nb, vf), counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
+                k.commit_at(k.at(i, b, n, nb, vf), counts[b], H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even)
 
 
 @njit(parallel=True, cache=True)
@@ -239,10 +262,17 @@ class CpuBackend(Backend):
         chunks = max(1, min(n, 4 * numba.get_num_threads()))
         return step_change_loop(T, T_odd, T_even, np.ascontiguousarray(counts, np.int32), n, nb, vf, chunks)
 
-    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):
+    def local_error(self, dp: DeviceProblem, T_older, T_prev, T, T_odd, T_even, counts, weights):
         n, _, nb, vf = dp.layout
-        commit_loop(np.ascontiguousarray(counts, np.int32), np.ascontiguousarray(accept, np.uint8), H, T, T_prev, *Y,
-                    T_odd, T_even, n, nb, vf)
+        chunks = max(1, min(n, 4 * numba.get_num_threads()))
+        return local_error_loop(T_older, T_prev, T, T_odd, T_even, np.ascontiguousarray(counts, np.int32),
+                                np.ascontiguousarray(weights, np.float64), dp.node_mat, dp.mat_f, n, nb, vf,
+                                dp.n_materials, chunks)
+
+    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, T_older, Y, T_odd, T_even):
+        n, _, nb, vf = dp.layout
+        commit_loop(np.ascontiguousarray(counts, np.int32), np.ascontiguousarray(accept, np.uint8), H, T, T_prev,
+                    T_older, *Y, T_odd, T_even, n, nb, vf)
 
     def track(self, dp: DeviceProblem, T_old, T_new, dt, T_min, thresholds, time_below):
         n, _, nb, vf = dp.layout

@@ -17,8 +17,9 @@ which sums the flows, adds perfusion, metabolism and Robin terms and does the st
 T(H) in the same pass; a variant takes part in its own stages only (``counts``). A step of ``s`` stages is
 ``2 s + 3`` launches (the per-variant step-change reduction, the commit of the accepted variants and the
 dose tracker) and one device → host transfer: the per-variant, per-block maxima of the step's temperature
-change, which the host-side step control needs. Snapshots and metrics copy one variant's temperature at
-output times only (:func:`lane_out`).
+change, which the host-side step control needs. With a tolerance, from a phase's third step on, the local
+error estimate adds one reduction (:func:`local_error`) and its transfer. Snapshots and metrics copy one
+variant's temperature at output times only (:func:`lane_out`).
 
 Host time per launch
 --------------------
@@ -169,13 +170,13 @@ def track(T_old, T_new, T_min, thresholds, time_below, dt, n, nb, vf):
             k.track_at(t, T_old, T_new, dt[b], T_min, thresholds, time_below)
 
 
-def commit(counts, accept, H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
+def commit(counts, accept, H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
     """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
     t = cuda.grid(1)
     if t < n * nb:
         i, b = k.split(t, n, nb, vf)
         if accept[b]:
-            k.commit_at(t, counts[b], H, T, T_prev, Y_a, Y_b, Y_c, T_odd, T_even)
+            k.commit_at(t, counts[b], H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even)
 
 
 def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
@@ -188,6 +189,27 @@ def step_change(T, T_odd, T_even, counts, partial, n, nb, vf):
     if s > 0:
         for i in range(cuda.blockIdx.x * REDUCE_THREADS + tid, n, cuda.gridDim.x * REDUCE_THREADS):
             m = k.nan_max(m, k.change_at(k.at(i, b, n, nb, vf), s, T, T_odd, T_even))
+    block_max(cache, tid, m, partial, b)
+
+
+def local_error(T_older, T_prev, T, T_odd, T_even, counts, weights, node_mat, mat_f, partial, n, nb, vf, n_mat):
+    """partial[b * blocks + block] = the largest local error estimate (:func:`cryofield.kernels.local_error_at`)
+    of variant b = blockIdx.y over the nodes the block's threads stride over."""
+    cache = cuda.shared.array(REDUCE_THREADS, float64)
+    tid, b = cuda.threadIdx.x, cuda.blockIdx.y
+    s = counts[b]
+    m = 0.0
+    if s > 0:
+        for i in range(cuda.blockIdx.x * REDUCE_THREADS + tid, n, cuda.gridDim.x * REDUCE_THREADS):
+            m = k.nan_max(m, k.local_error_at(k.at(i, b, n, nb, vf), node_mat[i] + b * n_mat, s, weights[b], T_older,
+                                              T_prev, T, T_odd, T_even, mat_f[K.PHASE]))
+    block_max(cache, tid, m, partial, b)
+
+
+@cuda.jit(device=True)
+def block_max(cache, tid, m, partial, b):
+    """partial[b * blocks + block] = the NaN-propagating max of the block's threads' values ``m`` (a tree in
+    shared memory)."""
     cache[tid] = m
     cuda.syncthreads()
     step = REDUCE_THREADS // 2
@@ -256,8 +278,8 @@ def lane_in(src, dst, start, stride):
 
 #: The kernels' Python functions, by name.
 KERNEL_FUNCTIONS = {f.__name__: f for f in (element_flux, node_rate, node_stage, temperature, combine, track, commit,
-                                            step_change, level_flux, level_rate, level_combine, averaged_rate, lane_out,
-                                            lane_in)}
+                                            step_change, local_error, level_flux, level_rate, level_combine,
+                                            averaged_rate, lane_out, lane_in)}
 #: The kernels as the backend launches them (disk-cached, FMA contraction as NVVM does by default).
 KERNELS = {name: cuda.jit(cache=True)(f) for name, f in KERNEL_FUNCTIONS.items()}
 _exact_kernels: dict | None = None
@@ -650,6 +672,18 @@ class CudaBackend(Backend):
                      (L.dtype.type(eta), level.n_active))
 
     def step_change(self, dp: DeviceProblem, T, T_odd, T_even, counts):
+        counts = self._upload("counts", np.asarray(counts, np.int32))
+        return self._reduce_max(dp, "step_change", (T, T_odd, T_even, counts), ())
+
+    def local_error(self, dp: DeviceProblem, T_older, T_prev, T, T_odd, T_even, counts, weights):
+        return self._reduce_max(dp, "local_error", (T_older, T_prev, T, T_odd, T_even,
+                                                    self._upload("counts", np.asarray(counts, np.int32)),
+                                                    self._upload("weights", np.asarray(weights, np.float64)),
+                                                    dp.node_mat, dp.mat_f), (dp.n_materials,))
+
+    def _reduce_max(self, dp: DeviceProblem, name: str, arrays: tuple, scalars: tuple) -> np.ndarray:
+        """(B,) per variant max of a block-reduction kernel (its arrays, the per-block maxima, n, nb, vf, its
+        scalars): the launch, the one device → host copy, the max over the blocks."""
         n, _, nb, vf = dp.layout
         blocks = max(1, min(REDUCE_BLOCKS // nb, math.ceil(n / REDUCE_THREADS)))
         partial = self._partial.get(nb)
@@ -657,8 +691,7 @@ class CudaBackend(Backend):
             size = max(REDUCE_BLOCKS, nb)
             partial = self._partial[nb] = cuda.device_array(size, np.float64), cuda.pinned_array(size, np.float64)
         device, host = partial
-        self._launch(self._k["step_change"], (blocks, nb), REDUCE_THREADS,
-                     (T, T_odd, T_even, self._upload("counts", np.asarray(counts, np.int32)), device), (n, nb, vf))
+        self._launch(self._k[name], (blocks, nb), REDUCE_THREADS, (*arrays, device), (n, nb, vf, *scalars))
         if self._launch.prepared:  # synchronous: waits for the step's kernels
             from numba.cuda.cudadrv.driver import driver
 
@@ -667,11 +700,11 @@ class CudaBackend(Backend):
             device.copy_to_host(host)
         return np.max(host[:nb * blocks].reshape(nb, blocks), axis=1)  # NaN propagates
 
-    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, Y, T_odd, T_even):
+    def commit(self, dp: DeviceProblem, counts, accept, H, T, T_prev, T_older, Y, T_odd, T_even):
         n, _, nb, vf = dp.layout
         self._launch(self._k["commit"], _blocks(n * nb), THREADS,
                      (self._upload("counts", np.asarray(counts, np.int32)),
-                      self._upload("accept", np.asarray(accept, np.uint8)), H, T, T_prev, *Y, T_odd, T_even),
+                      self._upload("accept", np.asarray(accept, np.uint8)), H, T, T_prev, T_older, *Y, T_odd, T_even),
                      (n, nb, vf))
 
     def track(self, dp: DeviceProblem, T_old, T_new, dt, T_min, thresholds, time_below):
