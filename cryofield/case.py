@@ -322,7 +322,7 @@ class SolverSpec(Strict):
     meshes). Steps adapt so that no node changes by more than about ``max_change`` K per step, up to
     ``max_dt`` s, and (rkl2, multirate) so that the estimated local time error of a step, about
     dt³ |d³T/dt³| / 6 at its worst node away from the solidus and liquidus, stays below ``tolerance`` K
-    (default 3 K; null: the nodal change alone; cryofield.stepper.StepControl). ``safety`` scales the
+    (default null: the nodal change alone; cryofield.stepper.StepControl). ``safety`` scales the
     stability bound; ``stages`` fixes the RKL stage count (then ``max_dt`` must be stable with it).
     ``multirate``: RKL2 whose stages average the stiff nodes' own
     nested RKC stages (cryofield.multirate; a single run, not an ensemble), the levels chosen from each
@@ -334,7 +334,7 @@ class SolverSpec(Strict):
     scheme: Literal["rkl2", "multirate", "euler"] = "rkl2"
     max_dt: Annotated[float, Field(gt=0, le=60)] = 2.0
     max_change: Annotated[float, Field(gt=0, le=100)] = 10.0
-    tolerance: Annotated[float, Field(gt=0, le=100)] | None = 3.0
+    tolerance: Annotated[float, Field(gt=0, le=100)] | None = None
     stages: Annotated[int, Field(ge=2, le=1000)] | None = None
     safety: Annotated[float, Field(gt=0, le=1.0)] = 0.9
     precision: Literal["float64", "float32"] = "float64"

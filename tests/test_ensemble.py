@@ -32,15 +32,16 @@ boundaries:
   - {{surface: xmax, type: fixed, temperature: 37}}
   - {{surface: zmax, type: convection, heat_transfer_coefficient: {h}, temperature: 22}}
 outputs: {{snapshot_interval: 1, metrics_interval: 0.5}}
-solver: {{max_dt: 0.5, precision: {precision}}}
+solver: {{max_dt: 0.5, precision: {precision}, tolerance: {tol}}}
 """
 #: Four variants that differ in tissue properties, probe model and setting, protocol lengths, a boundary
-#: coefficient and the initial state: their phase switches fall at different times.
-VARIANTS = [dict(perf=5e-4, k=0.5, probe="", d1=1.5, Tp=-70, d2=0.5, T0=37, h=10),
+#: coefficient, the initial state and the step control (two with a local error tolerance): their phase
+#: switches fall at different times.
+VARIANTS = [dict(perf=5e-4, k=0.5, probe="", d1=1.5, Tp=-70, d2=0.5, T0=37, h=10, tol=0.02),
             dict(perf=2e-3, k=0.45, probe="model: convective, heat_transfer_coefficient: 3000", d1=1.0, Tp=-50,
-                 d2=1.5, T0=36, h=20),
-            dict(perf=1e-3, k=0.55, probe="", d1=2.0, Tp=-90, d2=0.3, T0=37, h=5),
-            dict(perf=0.0, k=0.5, probe="", d1=0.7, Tp=-60, d2=1.0, T0=35, h=10)]
+                 d2=1.5, T0=36, h=20, tol="null"),
+            dict(perf=1e-3, k=0.55, probe="", d1=2.0, Tp=-90, d2=0.3, T0=37, h=5, tol=0.1),
+            dict(perf=0.0, k=0.5, probe="", d1=0.7, Tp=-60, d2=1.0, T0=35, h=10, tol="null")]
 COMPARED = ("fields", "metrics", "snapshots")
 
 

@@ -95,10 +95,10 @@ def test_tighter_tolerance_gives_smaller_time_error_and_steps_grow_past_the_old_
     assert capped.steps > steps[0] + 10
 
 
-def test_default_tolerance_does_not_loosen_the_default_steps(sphere):
+def test_a_tolerance_does_not_loosen_the_default_steps(sphere):
     case, reference = sphere
-    with_control, _ = radii(case)  # tolerance 3 K by default
-    without, _ = radii(with_tolerance(case, None, 2.0, 10.0))
+    with_control, _ = radii(with_tolerance(case, 3.0, 2.0, 10.0))
+    without, _ = radii(case)  # the default: no tolerance
     assert np.abs(with_control / reference - 1).max() <= np.abs(without / reference - 1).max() + 1e-5
 
 
@@ -108,6 +108,6 @@ def test_bad_tolerance_is_refused_naming_the_key(value):
         parse_case(SLAB + f"solver: {{tolerance: {value}}}\n")
 
 
-def test_tolerance_null_turns_the_estimate_off():
-    assert parse_case(SLAB + "solver: {tolerance: null}\n").solver.tolerance is None
-    assert parse_case(SLAB).solver.tolerance == 3.0
+def test_the_tolerance_is_off_by_default_and_set_in_the_case():
+    assert parse_case(SLAB).solver.tolerance is None
+    assert parse_case(SLAB + "solver: {tolerance: 8}\n").solver.tolerance == 8.0

@@ -32,7 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cryofield.case import Case
-from cryofield.fem import gradients_and_volumes, lumped_volumes
+from cryofield.fem import lumped_volumes
 from cryofield.mesh.sources import mesh_of
 from cryofield.problem import build_problem
 
@@ -190,7 +190,7 @@ def block_side_by_side(sizes: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         case = probe_block_case(Path(tmp), *sizes["block"], freeze, thaw)
         mesh = mesh_of(case)
-        volume = lumped_volumes(mesh.tets, gradients_and_volumes(mesh.points, mesh.tets)[1], mesh.n_nodes)
+        volume = lumped_volumes(mesh.points, mesh.tets, mesh.n_nodes)
         problem, reference, _ = temperatures_at(with_steps(case, *REFERENCE_SETTING), times)
         reference = input_order(problem, reference)
 
