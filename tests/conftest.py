@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ from cryofield.backends import cuda_check
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"
+TESTS = REPO / "tests"
 
 
 #: Every piece the cuda backend needs (driver, device, NVVM, libdevice, NVRTC, a test compile), checked once.
@@ -38,3 +43,23 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def cases_dir() -> Path:
     return CASES
+
+
+@pytest.fixture
+def under_simulator():
+    """``run(module, call)``: evaluate ``module.call`` (a test module's function call, returning something
+    JSON-able) in a fresh interpreter under the Numba CUDA simulator, and return its value.
+
+    A subprocess, because ``NUMBA_ENABLE_CUDASIM`` must be set before ``numba.cuda`` is first imported and
+    the rest of the suite must not see the simulator.
+    """
+    def run(module: str, call: str, timeout: int = 900):
+        script = (f"import json, sys; sys.path[:0] = [{str(TESTS)!r}, {str(REPO)!r}]; import {module} as m; "
+                  f"print(json.dumps(m.{call}))")
+        env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return run

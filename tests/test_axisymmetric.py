@@ -10,9 +10,6 @@ without a GPU).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -214,14 +211,8 @@ def test_the_triangle_kernels_agree_on_gpu():
 
 
 @pytest.mark.nodevice
-def test_the_triangle_kernels_agree_under_simulator():
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              "from test_axisymmetric import backend_differences; print(json.dumps(backend_differences()))")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    check_backends(json.loads(proc.stdout.strip().splitlines()[-1]))
+def test_the_triangle_kernels_agree_under_simulator(under_simulator):
+    check_backends(under_simulator("test_axisymmetric", "backend_differences()"))
 
 
 def test_the_validation_cases_are_valid_and_their_open_inputs_vary_as_the_suite_says():

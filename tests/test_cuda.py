@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -272,26 +270,14 @@ def test_gpu_launches_are_prepared_and_steps_replayed_as_graphs():
 
 
 @pytest.mark.nodevice
-def test_cuda_agrees_with_cpu_under_simulator():
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              "from test_cuda import agreement; print(json.dumps(agreement()))")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    check(json.loads(proc.stdout.strip().splitlines()[-1]))
+def test_cuda_agrees_with_cpu_under_simulator(under_simulator):
+    check(under_simulator("test_cuda", "agreement()"))
 
 
 @pytest.mark.nodevice
-def test_parity_check_runs_under_simulator():
+def test_parity_check_runs_under_simulator(under_simulator):
     """The device parity test's own code, on a 2³-cell block under the simulator (no FMA there: both agree)."""
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              f"from test_cuda import parity; print(json.dumps(parity{SIMULATOR_PARITY!r}))")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    record = under_simulator("test_cuda", f"parity{SIMULATOR_PARITY!r}")
     assert record["nodes"] == (SIMULATOR_PARITY[0] + 1) ** 3
     check_parity(record)
 

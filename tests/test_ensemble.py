@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -105,15 +102,8 @@ def test_float32_ensemble_equals_single_runs(tmp_path):
 
 
 @pytest.mark.nodevice
-def test_four_variants_equal_four_single_runs_under_the_cuda_simulator(tmp_path):
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              "from test_ensemble import differences_from_alone; "
-              f"print(json.dumps(differences_from_alone({str(tmp_path)!r}, 'cuda', cells=2)))")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _check(json.loads(proc.stdout.strip().splitlines()[-1]))
+def test_four_variants_equal_four_single_runs_under_the_cuda_simulator(tmp_path, under_simulator):
+    _check(under_simulator("test_ensemble", f"differences_from_alone({str(tmp_path)!r}, 'cuda', cells=2)"))
 
 
 @pytest.mark.device

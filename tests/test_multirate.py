@@ -3,12 +3,6 @@ single-rate RKL2 on the graded spherical probe, bad settings, and CPU/CUDA agree
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -146,12 +140,5 @@ def test_the_multirate_kernels_agree_on_gpu():
 
 
 @pytest.mark.nodevice
-def test_the_multirate_kernels_agree_under_simulator():
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              f"sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
-              "from test_multirate import backend_differences; print(json.dumps(backend_differences()))")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    check_backends(json.loads(proc.stdout.strip().splitlines()[-1]))
+def test_the_multirate_kernels_agree_under_simulator(under_simulator):
+    check_backends(under_simulator("test_multirate", "backend_differences()"))
