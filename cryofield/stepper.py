@@ -611,7 +611,7 @@ class Stepper:
         be.write_lane(self.dp, ens.H, self.variant, np.asarray(state["H"], self.dtype))
         be.write_lane(self.dp, ens.T, self.variant, np.asarray(state["T"], self.dtype))
         self._restart_history()
-        if "past" in state:  # a checkpoint from before the local error estimate: its history starts again
+        if "past" in state:  # (a checkpoint written before the error estimate existed has none: it starts again)
             for name in ("T_prev", "T_older"):
                 be.write_lane(self.dp, getattr(ens, name), self.variant, np.asarray(state[name], self.dtype))
             self._past = [float(t) for t in np.atleast_1d(state["past"])]

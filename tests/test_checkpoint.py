@@ -33,8 +33,10 @@ boundaries: [{surface: xmax, type: fixed, temperature: 37}, {surface: zmax, type
 outputs: {snapshot_interval: 2, metrics_interval: 0.5}
 solver: {precision: %s}
 """
-#: The same case stepped by the multirate scheme, with a level forced on the uniform slab.
-MULTIRATE = "{scheme: multirate, multirate_cuts: [1.2], precision: %s}"
+#: The same case stepped by the multirate scheme, with a level forced on the uniform slab; and by RKL2 with a
+#: local error tolerance tight enough to govern (a resume must restore the estimate's history).
+SOLVERS = {"rkl2": "{precision: %s}", "multirate": "{scheme: multirate, multirate_cuts: [1.2], precision: %s}",
+           "tolerance": "{tolerance: 0.02, precision: %s}"}
 
 
 class StopAfter(Observer):
@@ -64,13 +66,16 @@ def identity(plan):
     return checkpoint.fingerprint(case_to_yaml(plan.case), mesh.points, mesh.tets, "cpu", plan.case.solver.precision)
 
 
-@pytest.mark.parametrize("precision, scheme", [("float64", "rkl2"), ("float32", "rkl2"), ("float64", "multirate")])
+@pytest.mark.parametrize("precision, solver", [("float64", "rkl2"), ("float32", "rkl2"), ("float64", "multirate"),
+                                               ("float64", "tolerance")])
 @pytest.mark.parametrize("stop_at", [1, 7, 23])
-def test_a_run_resumed_from_a_checkpoint_is_bit_identical(tmp_path, precision, scheme, stop_at):
-    text = CASE % precision
-    case = parse_case(text if scheme == "rkl2" else text.replace(f"{{precision: {precision}}}", MULTIRATE % precision))
+def test_a_run_resumed_from_a_checkpoint_is_bit_identical(tmp_path, precision, solver, stop_at):
+    case = parse_case((CASE % precision).replace(f"{{precision: {precision}}}", SOLVERS[solver] % precision))
     plan = prepare(case)
-    assert plan.control().scheme == scheme and (scheme == "rkl2" or plan.levels().depth == 1)
+    control = plan.control()
+    assert control.scheme == ("multirate" if solver == "multirate" else "rkl2")
+    assert solver != "multirate" or plan.levels().depth == 1
+    assert (control.tolerance is not None) == (solver == "tolerance")
     observers = observers_for(plan)
     reference = final(drive(plan.timeline, plan.stepper("cpu"), observers), observers)
 
