@@ -116,14 +116,18 @@ def radial_reference(cells: int, times: list[float] = TIMES, levels: list[float]
 
 # -- the mesh's isotherm radii -------------------------------------------------------------------------------
 
+def level_volumes(points: np.ndarray, tets: np.ndarray, temps: list[np.ndarray], levels: list[float]) -> np.ndarray:
+    """(len(temps), len(levels)) mesh volume (m³) at or below each level of each field (exact for P1)."""
+    volumes = gradients_and_volumes(points, tets)[1]
+    group = np.zeros(len(tets), np.int64)
+    return np.array([volumes_below(T, tets, volumes, group, 1, levels)[:, 0] for T in temps])
+
+
 def equivalent_radii(points: np.ndarray, tets: np.ndarray, temps: list[np.ndarray]) -> np.ndarray:
     """(len(temps), len(LEVELS)) radius (m) of the sphere whose octant beyond the probe holds the octant
     volume at or below each level: r³ = r0³ + 6 V / π."""
-    volumes = gradients_and_volumes(points, tets)[1]
-    group = np.zeros(len(tets), np.int64)
     r0 = SPHERE["r0"] * 1e-3
-    return np.array([(r0**3 + 6.0 / np.pi * volumes_below(T, tets, volumes, group, 1, LEVELS)[:, 0]) ** (1 / 3)
-                     for T in temps])
+    return (r0**3 + 6.0 / np.pi * level_volumes(points, tets, temps, LEVELS)) ** (1 / 3)
 
 
 def isotherm_error(radii: np.ndarray, reference: np.ndarray) -> float:

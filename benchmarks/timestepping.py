@@ -34,9 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cryofield.case import Case, load_case
-from cryofield.fem import gradients_and_volumes
 from cryofield.mesh.sources import mesh_of
-from cryofield.metrics import volumes_below
 
 from .common import REPO, input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps
 from .compare import figure
@@ -48,6 +46,7 @@ from .radial import (
     equivalent_radii,
     graded_sphere_case,
     isotherm_error,
+    level_volumes,
     limit_spread,
     radial_reference,
 )
@@ -103,10 +102,7 @@ def cryofield_trial(case: Case, setting: tuple, score, repeats: int, times: list
 
 def volume_radii(points: np.ndarray, tets: np.ndarray, temps: list[np.ndarray], levels: list[float]) -> np.ndarray:
     """(len(temps), len(levels)) radius of the sphere holding the volume at or below each level (m)."""
-    volumes = gradients_and_volumes(points, tets)[1]
-    group = np.zeros(len(tets), np.int64)
-    return np.array([(0.75 / np.pi * volumes_below(T, tets, volumes, group, 1, levels)[:, 0]) ** (1 / 3)
-                     for T in temps])
+    return (0.75 / np.pi * level_volumes(points, tets, temps, levels)) ** (1 / 3)
 
 
 def demo_study(sizes: dict) -> dict:
