@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryofield.case import Case, parse_case
+from cryofield.config.case import Case, parse_case
 
 from .geometry import probe_block, write_case_mesh
 

@@ -17,15 +17,15 @@ from typing import TypeVar
 import numba
 import numpy as np
 
-from cryofield import __version__
 from cryofield.backends import get_backend
-from cryofield.case import Case
-from cryofield.driver import Timeline, drive
-from cryofield.observers import TemperatureRecorder
-from cryofield.problem import Problem
-from cryofield.runner import prepare
-from cryofield.schedule import build_schedule
-from cryofield.stepper import StepStats
+from cryofield.config.case import Case
+from cryofield.model.schedule import build_schedule
+from cryofield.problem.assemble import Problem
+from cryofield.run.driver import Timeline, drive
+from cryofield.run.observers import TemperatureRecorder
+from cryofield.run.runner import prepare
+from cryofield.timestepping.control import StepStats
+from cryofield.version import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")

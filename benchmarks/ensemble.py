@@ -1,11 +1,11 @@
 """Ensemble throughput: variant-steps per second for B variants of the coarse occipital phantom stepped together.
 
 For each ensemble size B and each layout (variant fastest, node fastest) the suite times accepted RKL2
-steps of a fixed stage count on every variant at once (:meth:`cryofield.stepper.Ensemble.uniform_step`:
+steps of a fixed stage count on every variant at once (:meth:`cryofield.timestepping.stepper.Ensemble.uniform_step`:
 the stage passes, the per-variant change reduction, the commit and the dose trackers, exactly what an
 accepted step of a run costs, without the host's step-size decisions), medians of several steps. It
 reports variant-steps/s, the speed-up over B = 1, the bytes an accepted step must move
-(:func:`cryofield.kernels.step_bytes`) over the step time as a fraction of the copy bandwidth measured in
+(:func:`cryofield.kernels.bodies.step_bytes`) over the step time as a fraction of the copy bandwidth measured in
 the same run, and the point where the ensemble becomes bandwidth bound: the smallest B whose fraction of
 copy bandwidth is within 20 % of the largest measured.
 
@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
-from cryofield import kernels
 from cryofield.backends import get_backend
-from cryofield.case import load_case
-from cryofield.runner import prepare
-from cryofield.stepper import Ensemble, Stepper
+from cryofield.config.case import load_case
+from cryofield.kernels import bodies as kernels
+from cryofield.run.runner import prepare
+from cryofield.timestepping.stepper import Ensemble, Stepper
 
 from .common import REPO, markdown_table
 from .compare import figure
@@ -101,9 +101,9 @@ outputs: {{snapshot_interval: 30, metrics_interval: 5}}
 def protocol_ensemble(quick: bool, backend: str, out_dir) -> dict:
     """B variants of a small case with real protocols (their own steps, phase switches at different times) as one
     ensemble against the same variants run one by one: wall time, stage utilisation, largest difference."""
-    from cryofield.case import parse_case
-    from cryofield.ensemble import run_ensemble
-    from cryofield.runner import run_case
+    from cryofield.config.case import parse_case
+    from cryofield.run.ensemble import run_ensemble
+    from cryofield.run.runner import run_case
 
     from .common import median_times
 

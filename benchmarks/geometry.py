@@ -18,7 +18,7 @@ def annular_sector(inner_radius: float, outer_radius: float, angle: float, thick
     """The sector r0 <= r <= r1, 0 <= θ <= ``angle``, 0 <= z <= ``thickness`` (metres), region ``tissue``.
 
     A structured slab in (r, θ, z) mapped to Cartesian coordinates; every node lies exactly on its arc, and
-    the edge θ = 0, z = 0 is the x axis (where :func:`cryofield.verification.planar_front_position` reads a
+    the edge θ = 0, z = 0 is the x axis (where :func:`cryofield.fem.closed_forms.planar_front_position` reads a
     radial front). Surfaces: :data:`SECTOR_SURFACES`.
     """
     base = slab((outer_radius - inner_radius, angle, thickness), (radial_cells, angular_cells, 1))

@@ -36,9 +36,9 @@ host
     (numba's Python ``typeof``: the dispatcher does this in C, so this is an upper bound), marshalling every
     array (``_Kernel._prepare_args``), the ``cuda.core`` launch config and parameter buffer. Measured for the
     stage's two launches as they were before packing (8 + 30 arguments, 24 arrays), packed but through the
-    dispatcher (7 + 19, 17 arrays), and through :class:`cryofield.backends.cuda.Launcher`'s prepared
-    launches (the code path of :meth:`CudaBackend._stages`, with ``cuda.core.launch`` replaced by building
-    its parameter buffer). On a GPU also the wall time per stage of back-to-back RKL2 steps on a 1331-node
+    dispatcher (7 + 19, 17 arrays), and through :class:`cryofield.backends.cuda.launch.Launcher`'s
+    prepared launches (the code path of :meth:`CudaBackend._stages`, with ``cuda.core.launch`` replaced by
+    building its parameter buffer). On a GPU also the wall time per stage of back-to-back RKL2 steps on a 1331-node
     block, where the GPU work is a few µs per launch, for the dispatcher, prepared launches and prepared
     launches with step graphs; and an empty kernel's launch cost and launch-plus-synchronize latency.
 jit
@@ -55,7 +55,7 @@ accuracy
     freeze-thaw block at ``--accuracy-cells`` (temperatures, minimum temperature, time below -20 and
     -40 C, ice and injury volumes).
 
-Bytes per RKL stage and per step: :func:`cryofield.kernels.stage_bytes` and :func:`cryofield.kernels.step_bytes`
+Bytes per RKL stage and per step: :func:`cryofield.kernels.bodies.stage_bytes` and :func:`cryofield.kernels.bodies.step_bytes`
 (148 E + 125 N bytes a stage in float64, 92 E + 69 N in float32).
 """
 
@@ -78,14 +78,16 @@ from pathlib import Path
 import numpy as np
 from numba import cuda
 
-from cryofield import kernels
 from cryofield.backends import get_backend
-from cryofield.case import load_case, parse_case
+from cryofield.config.case import load_case, parse_case
 from cryofield.io import read_result
+from cryofield.kernels import bodies as kernels
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.runner import run_case
-from cryofield.stepper import StepControl, Stepper, rkl2_max_dt, rkl2_stage_table
+from cryofield.problem.assemble import build_problem
+from cryofield.run.runner import run_case
+from cryofield.timestepping.control import StepControl
+from cryofield.timestepping.rkl2 import rkl2_max_dt, rkl2_stage_table
+from cryofield.timestepping.stepper import Stepper
 
 from .common import git_revision, machine, versions
 
@@ -216,7 +218,7 @@ def frozen_stepper(problem, case, precision: str, backend="cuda", **options) -> 
     state = problem.boundary_state(case.protocol[0])
     control = StepControl("rkl2", 0.9 * 2.0 / problem.spectral_radius_bound(state.robin_coef, state.fixed), 2.0)
     if backend == "cuda" and options:
-        from cryofield.backends.cuda import CudaBackend
+        from cryofield.backends.cuda.backend import CudaBackend
 
         be = CudaBackend(**options)
     else:
@@ -375,7 +377,9 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
     from numba.cuda.dispatcher import _Kernel
     from numba.cuda.typing.typeof import Purpose, typeof
 
-    from cryofield.backends import cuda as cb
+    from cryofield.backends.cuda import launch as cuda_launch
+    from cryofield.backends.cuda.backend import CudaBackend
+    from cryofield.backends.cuda.kernels import KERNELS
 
     dp = _stand_in_problem(1000, 5000, np.float64)
     bufs = tuple(_stand_in(1000, np.float64) for _ in range(8))
@@ -385,13 +389,12 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
     t_packed = sum(_per_call(lambda a=a: _dispatcher_launch_work(a), count) for a in packed)
 
     # prepared launches: the real Launcher and CudaBackend._stages, entries made with numba-cuda's marshalling
-    launcher = cb.Launcher.__new__(cb.Launcher)
+    launcher = cuda_launch.Launcher.__new__(cuda_launch.Launcher)
     launcher.prepared, launcher.exact, launcher._entries = True, False, {}
     launcher._stream = None
     launcher._core_launch = lambda stream, config, kernel, *args: ParamHolder(args)  # all but the driver call
     marshal = types.SimpleNamespace(extensions=[])
-    for kernel, args, n_arrays in ((cb.KERNELS["element_flux"], packed[0], 8), (cb.KERNELS["node_stage"], packed[1],
-                                                                                 19)):
+    for kernel, args, n_arrays in ((KERNELS["element_flux"], packed[0], 8), (KERNELS["node_stage"], packed[1], 19)):
         flat, retr, convert = [], [], []
         for value in args[:n_arrays]:
             _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, flat)
@@ -400,14 +403,14 @@ def host_without_gpu(stages: int, count: int = 2000) -> dict:
             _Kernel._prepare_args(marshal, typeof(value, Purpose.argument), value, 0, retr, one)
             convert.append(type(one[0]))
         config = LaunchConfig(grid=(40, 1, 1), block=(128, 1, 1), shmem_size=0, is_cooperative=False)
-        blocks = cb._blocks(dp.n_elems if n_arrays == 8 else dp.n_nodes)
-        launcher._entries[(id(kernel), blocks, cb.THREADS, *map(id, args[:n_arrays]))] = cb._Prepared(
+        blocks = cuda_launch.blocks_for(dp.n_elems if n_arrays == 8 else dp.n_nodes)
+        launcher._entries[(id(kernel), blocks, cuda_launch.THREADS, *map(id, args[:n_arrays]))] = cuda_launch._Prepared(
             flat, tuple(convert), None, config)
-    backend = types.SimpleNamespace(_k=cb.KERNELS, _launch=launcher)
-    backend._element_flux = lambda dp_, T, counts_, j, target=None: cb.CudaBackend._element_flux(backend, dp_, T,
-                                                                                                 counts_, j, target)
+    backend = types.SimpleNamespace(_k=KERNELS, _launch=launcher)
+    backend._element_flux = lambda dp_, T, counts_, j, target=None: CudaBackend._element_flux(backend, dp_, T,
+                                                                                              counts_, j, target)
     plan = [bufs] * stages
-    t_prepared = _per_call(lambda: cb.CudaBackend._stages(backend, dp, coefs, counts, plan), count // stages) / stages
+    t_prepared = _per_call(lambda: CudaBackend._stages(backend, dp, coefs, counts, plan), count // stages) / stages
     misses = len(launcher._entries) - 2
     table = _per_call(lambda: rkl2_stage_table(stages, 0.5), count)
     return {"stages": stages, "before_s": t_before, "packed_dispatcher_s": t_packed, "prepared_s": t_prepared,
@@ -447,7 +450,8 @@ def host_on_gpu(stages: int, repeats: int, steps: int = 50, cells: int = 10) -> 
 
 
 def host_part(args) -> dict:
-    from cryofield.backends import cuda_check, cuda_status
+    from cryofield.backends import cuda_status
+    from cryofield.backends.cuda import check as cuda_check
 
     if cuda_check.simulator():
         return {"without_gpu": "not measured under the CUDA simulator (it replaces numba-cuda's launch machinery)",
@@ -544,7 +548,7 @@ def _fixed_step_difference(case, backend: str) -> float:
 
 def accuracy(backend: str, cells: int) -> dict:
     """float32 against float64 on ``backend``: the Neumann case and the double freeze-thaw block."""
-    from cryofield.verification import neumann_lambda, planar_front_position
+    from cryofield.fem.closed_forms import neumann_lambda, planar_front_position
 
     neumann = load_case(REPO / "cases" / "neumann_planar.yaml")
     block = block_case(cells, DOUBLE_FREEZE_THAW, "basal")

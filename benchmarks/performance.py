@@ -17,7 +17,7 @@ Time to solution
     run on a finer mesh with smaller steps; and the Neumann case, RKL2 (adaptive) against forward Euler
     at its stability limit on the same mesh (one thread), with both front errors.
 
-The byte count of one stage is :func:`cryofield.kernels.stage_bytes` (148 E + 125 N bytes in float64).
+The byte count of one stage is :func:`cryofield.kernels.bodies.stage_bytes` (148 E + 125 N bytes in float64).
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from cryofield import kernels
 from cryofield.backends import get_backend
-from cryofield.case import Case, load_case, parse_case
+from cryofield.config.case import Case, load_case, parse_case
+from cryofield.fem.closed_forms import planar_front_position
 from cryofield.io import read_result
+from cryofield.kernels import bodies as kernels
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.runner import RunReport, run_case
-from cryofield.stepper import StepControl, Stepper
-from cryofield.verification import planar_front_position
+from cryofield.problem.assemble import build_problem
+from cryofield.run.runner import RunReport, run_case
+from cryofield.timestepping.control import StepControl
+from cryofield.timestepping.stepper import Stepper
 
 from .cases import probe_block_case
 from .common import REPO, markdown_table, median_times, numba_threads

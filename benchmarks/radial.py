@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cryofield import pointwise
-from cryofield.case import Case
-from cryofield.fem import gradients_and_volumes
-from cryofield.materials import build_tables, maximum_conductivity, minimum_capacity
-from cryofield.metrics import volumes_below
-from cryofield.runner import prepare
+from cryofield.config.case import Case
+from cryofield.fem.geometry import gradients_and_volumes
+from cryofield.fem.metrics import volumes_below
+from cryofield.kernels import pointwise
+from cryofield.model.materials import build_tables, maximum_conductivity, minimum_capacity
+from cryofield.run.runner import prepare
 
 from .verification import fill_case
 
@@ -143,7 +143,7 @@ SPREAD_RATIOS = [4, 16, 64, 256]
 
 def limit_spread(case: Case) -> dict:
     """The share of nodes whose own forward-Euler limit (the Gershgorin row bound during the freeze,
-    :meth:`cryofield.problem.Problem.nodal_spectral_radius`) is below R times the mesh's smallest, alone
+    :meth:`cryofield.problem.assemble.Problem.nodal_spectral_radius`) is below R times the mesh's smallest, alone
     and with the nodes that share an element with them: what a multirate scheme would step finely."""
     plan = prepare(case)
     problem, phase = plan.problem, plan.timeline.phases[0]

@@ -33,7 +33,7 @@ from dataclasses import asdict
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cryofield.case import Case, load_case
+from cryofield.config.case import Case, load_case
 from cryofield.mesh.sources import mesh_of
 
 from .common import REPO, input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps

@@ -3,7 +3,7 @@
 Each experiment is a case under ``cases/validation/`` whose description says where the numbers come from,
 what was measured and what had to be assumed (and why). The suite runs each case as published in the
 repository (axisymmetric), reads the quantity the paper reports from the run's ice-ball metrics
-(:mod:`cryofield.iceball`: width at mid active length, length along the probe, per isotherm) and prints
+(:mod:`cryofield.run.iceball`: width at mid active length, length along the probe, per isotherm) and prints
 predicted against measured with the difference. Agreement is reported, not tuned: no parameter is fitted.
 
 What the abstracts leave open is run as a range, not chosen: Littrup et al. report averages over phantoms at
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from cryofield.case import parse_case
-from cryofield.runner import run_case
+from cryofield.config.case import parse_case
+from cryofield.run.runner import run_case
 
 from .common import REPO, markdown_table
 from .compare import figure

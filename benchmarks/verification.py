@@ -1,9 +1,9 @@
 """Verification suite: errors against the closed forms of docs/physics.md §7 and observed orders of convergence.
 
 Every study runs a refinement series and reports, for each mesh, its size h and its error; the observed
-order is the least-squares slope of log(error) against log(h) (:func:`cryofield.verification.observed_order`).
+order is the least-squares slope of log(error) against log(h) (:func:`cryofield.fem.closed_forms.observed_order`).
 h is the cell length in the refined direction on the structured slabs and sectors, and the cube root of the
-mean element volume (:func:`cryofield.verification.mesh_size`) on the cube and the unstructured sphere.
+mean element volume (:func:`cryofield.fem.closed_forms.mesh_size`) on the cube and the unstructured sphere.
 
 Norms
 -----
@@ -29,13 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.case import Case, parse_case
-from cryofield.fem import gradients_and_volumes
-from cryofield.mesh.sources import mesh_of
-from cryofield.problem import Problem, build_problem
-from cryofield.schedule import phases
-from cryofield.steady import steady_state
-from cryofield.verification import (
+from cryofield.config.case import Case, parse_case
+from cryofield.fem.closed_forms import (
     h1_seminorm_error,
     l2_error,
     line_sink_lambda,
@@ -51,6 +46,11 @@ from cryofield.verification import (
     pennes_sphere_robin,
     planar_front_position,
 )
+from cryofield.fem.geometry import gradients_and_volumes
+from cryofield.mesh.sources import mesh_of
+from cryofield.model.schedule import phases
+from cryofield.problem.assemble import Problem, build_problem
+from cryofield.problem.steady import steady_state
 
 from .common import GENERIC_BLOOD, markdown_table, numba_threads, temperatures_at
 from .compare import figure

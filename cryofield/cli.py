@@ -6,24 +6,34 @@ pictures are a convenience: when the plotting libraries cannot make them the run
 warning saying why and how to draw them later, because the results themselves are complete (a full disk
 is different: it fails the run, and the previous set stays as it was). A second run into the same output
 name while one is writing it exits 2 at once ("another run is writing DIR/NAME"); a run whose estimated
-memory or work is beyond the limits (:mod:`cryofield.resources`) exits 2 unless ``--force``.
+memory or work is beyond the limits (:mod:`cryofield.config.resources`) exits 2 unless ``--force``.
+
+``bench``: runs the benchmark suites (verification, performance, peers) of the repository checkout.
+
+The suites live in the ``benchmarks`` package at the root of the repository, beside this package, not
+inside it: they need the repository (cases, a committed baseline) and optional tools (scikit-fem). This
+package never imports them: the command runs ``python -m benchmarks`` from the checkout this package was
+installed from (``pip install -e .``) in a child process, passing every argument through, and returns its
+exit code. Elsewhere it says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import EXIT_INTERRUPTED, InputError, Interrupted, OutputFailed, RunFailed
+from cryofield.backends import BACKEND_CHOICES
+from cryofield.errors import EXIT_INTERRUPTED, InputError, Interrupted, OutputFailed, RunFailed
+from cryofield.version import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2  # and EXIT_INTERRUPTED (75): stopped, resume with --resume
 
 #: Modules that add command groups: each has ``register(subparsers)`` adding parsers with a ``func``.
-COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.bench", "cryofield.mesh.commands",
-                               "cryofield.sweep.commands"]
+COMMAND_MODULES: list[str] = ["cryofield.viz.commands", "cryofield.mesh.commands", "cryofield.sweep.commands"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "NAME.manifest.json")
     run.add_argument("case", type=Path, help="case YAML file")
     run.add_argument("-o", "--output", type=Path, default=Path("results"), help="output directory")
-    run.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
+    run.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
                      help="override solver.backend of the case")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-render", action="store_true", help="do not draw the pictures at the end")
@@ -56,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "whose run fails, fails alone (exit 1).")
     ensemble.add_argument("cases", type=Path, nargs="+", help="case YAML files (distinct names)")
     ensemble.add_argument("-o", "--output", type=Path, default=Path("results"), help="output directory")
-    ensemble.add_argument("--backend", choices=["auto", "cpu", "cuda"], default=None,
+    ensemble.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
                           help="override solver.backend of the first case")
     ensemble.add_argument("--layout", choices=["variants", "nodes"], default="variants",
                           help="per-variant arrays with the variants of a node adjacent (default) or one block "
@@ -71,15 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="version, backends and threads")
     info.set_defaults(func=cmd_info)
+    register_bench(sub)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .case import load_case
-    from .report import print_summary
-    from .runner import run_case
+    from cryofield.config.case import load_case
+    from cryofield.outcomes.report import print_summary
+    from cryofield.run.runner import run_case
 
     case = load_case(args.case)
     try:
@@ -94,8 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from .case import load_case
-    from .ensemble import run_ensemble
+    from cryofield.config.case import load_case
+    from cryofield.run.ensemble import run_ensemble
 
     if args.max_size is not None and args.max_size < 1:
         raise InputError("--max-size must be 1 or more", key="--max-size")
@@ -136,9 +147,10 @@ def _report_pictures(report) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .case import load_case
-    from .runner import estimate, prepare
-    from .stepper import rkl2_stages
+    from cryofield.config.case import load_case
+    from cryofield.run.runner import estimate, prepare
+    from cryofield.timestepping.rkl2 import rkl2_stages
+    from cryofield.timestepping.schemes import SCHEMES
 
     case = load_case(args.case)
     plan = prepare(case)
@@ -150,7 +162,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     control = plan.control()
     stages = control.stages or rkl2_stages(control.dt_limit(), control.stable_dt)
-    detail = {"rkl2": f" with {stages} stages", "euler": ""}.get(case.solver.scheme) or multirate_detail(plan)
+    scheme = SCHEMES[case.solver.scheme]
+    detail = multirate_detail(plan) if scheme.levels else f" with {stages} stages" if scheme.super_steps else ""
     print(f"  protocol: {len(case.protocol)} phase(s), {case.duration:g} s; forward-Euler limit {plan.dt_fe:.3g} s; "
           f"{case.solver.scheme} up to dt = {control.dt_limit():.3g} s{detail}")
     print(f"  {estimate(plan).summary()}")
@@ -171,7 +184,7 @@ def multirate_detail(plan) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from .backends import available_backends, cuda_pieces
+    from cryofield.backends import available_backends, cuda_pieces
 
     print(f"cryofield {__version__}")
     print(f"numba {numba.__version__}, threads {numba.get_num_threads()}")
@@ -181,6 +194,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     for piece in cuda_pieces():
         print(f"  {piece.line()}")
     return EXIT_OK
+
+
+#: The repository checkout this package was installed from (editable install), holding ``benchmarks/``.
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def register_bench(sub) -> None:
+    """Add the ``bench`` command; its options are the suites' own (``cryofield bench --help``)."""
+    # no option prefix: every argument, --help included, belongs to the benchmarks' own parser
+    bench = sub.add_parser("bench", help="run the benchmark suites of the checkout (cryofield bench --help)",
+                           add_help=False, prefix_chars="\0")
+    bench.add_argument("arguments", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+
+
+def benchmarks_command(root: Path = CHECKOUT) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run the checkout's ``benchmarks`` package.
+
+    ``-P`` keeps the working directory off ``sys.path``, so no other ``benchmarks`` package can shadow it.
+
+    Raises
+    ------
+    InputError
+        When there is no ``benchmarks`` package beside this installation (not an editable install of a checkout).
+    """
+    if not (root / "benchmarks" / "__init__.py").is_file():
+        raise InputError(f"cryofield bench runs the suites in a repository checkout's benchmarks/ folder, and there "
+                         f"is none beside this installation ({root}); clone the repository and install it with "
+                         f"pip install -e .", key="bench")
+    path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return [sys.executable, "-P", "-m", "benchmarks"], {**os.environ, "PYTHONPATH": path}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    command, env = benchmarks_command()
+    return subprocess.run([*command, *args.arguments], env=env, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryofield.backends import cuda_check
+from cryofield.backends.cuda import check as cuda_check
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"

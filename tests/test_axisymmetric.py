@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryofield import fem
-from cryofield.case import parse_case
-from cryofield.driver import drive
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
-from cryofield.iceball import IceBallRecorder
+from cryofield.fem import geometry as fem
+from cryofield.fem.metrics import corner_radii, volumes_below
 from cryofield.mesh import Mesh
 from cryofield.mesh.checks import check_mesh
-from cryofield.metrics import corner_radii, volumes_below
-from cryofield.observers import MetricsRecorder
-from cryofield.runner import prepare
+from cryofield.run.driver import drive
+from cryofield.run.iceball import IceBallRecorder
+from cryofield.run.observers import MetricsRecorder
+from cryofield.run.runner import prepare
 
 CASE = """
 name: NAME
@@ -146,7 +146,7 @@ def test_the_axisymmetric_ice_ball_matches_the_3d_solver(needles):
 
 def test_an_axisymmetric_run_publishes_a_triangle_result_and_its_section(tmp_path):
     from cryofield.io import read_result
-    from cryofield.runner import run_case
+    from cryofield.run.runner import run_case
 
     report = run_case(parse_case(case_text("axisymmetric", ONE, 0.2, 1.5, "ring")), tmp_path, pictures=True,
                       progress=False)
@@ -186,7 +186,7 @@ TINY = (0.6, 2.0)  # a coarse r-z mesh: the simulator runs a Python thread per i
 def backend_differences() -> dict:
     """The tiny axisymmetric freeze on the CPU and on CUDA: the largest differences of every field (K)."""
     from cryofield.io import read_result
-    from cryofield.runner import run_case
+    from cryofield.run.runner import run_case
 
     case = parse_case(case_text("axisymmetric", ONE, *TINY, "tiny").replace("duration: 20", "duration: 2"))
     with tempfile.TemporaryDirectory() as tmp:  # snapshots are read from the files: compare before they go

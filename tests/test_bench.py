@@ -14,8 +14,7 @@ import pytest
 from benchmarks import suites
 from benchmarks.common import metadata
 from benchmarks.compare import IncomparableError, compare, failures, figure, judge
-from cryofield.bench import benchmarks_command
-from cryofield.cli import main
+from cryofield.cli import benchmarks_command, main
 from cryofield.errors import InputError
 
 
@@ -137,7 +136,7 @@ def test_peer_matches_the_neumann_closed_form_and_cryofield():
     from benchmarks.common import temperatures_at
     from benchmarks.peers.skfem_enthalpy import EnthalpyPeer
     from benchmarks.verification import NEUMANN_CASE, fill_case, neumann_front_exact
-    from cryofield.verification import planar_front_position
+    from cryofield.fem.closed_forms import planar_front_position
 
     case = fill_case(NEUMANN_CASE, n=100)
     exact = neumann_front_exact(case, [90.0])[0]

@@ -9,14 +9,15 @@ import h5py
 import numpy as np
 import pytest
 
-from cryofield import boundaries, fem
-from cryofield.boundaries import BoundaryModel, BoundaryState, Params, SolverView, Surface, register
-from cryofield.case import parse_case
 from cryofield.cli import main
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
+from cryofield.fem import geometry as fem
 from cryofield.mesh import write_mesh
 from cryofield.mesh.generators import slab
-from cryofield.quantities import Temperature
+from cryofield.model import boundaries
+from cryofield.model.boundaries import BoundaryModel, BoundaryState, Params, SolverView, Surface, register
+from cryofield.model.quantities import Temperature
 
 SLAB_CASE = """
 name: ramp

@@ -12,13 +12,13 @@ import h5py
 import numpy as np
 import pytest
 
-from cryofield import checkpoint
-from cryofield.case import case_to_yaml, parse_case
-from cryofield.driver import Observer, drive
+from cryofield.config.case import case_to_yaml, parse_case
 from cryofield.errors import EXIT_INTERRUPTED, InputError
-from cryofield.observers import DoseTracker, MetricsRecorder, OutOfRange, RangeGuard
-from cryofield.runner import prepare
-from cryofield.stepper import BlowUp
+from cryofield.run import checkpoint
+from cryofield.run.driver import Observer, drive
+from cryofield.run.observers import DoseTracker, MetricsRecorder, OutOfRange, RangeGuard
+from cryofield.run.runner import prepare
+from cryofield.timestepping.control import BlowUp
 
 CASE = """
 name: ckpt
@@ -172,7 +172,7 @@ IGNORED_ATTRS = {"created", "run_id", "dof_steps_per_s"}
 
 
 def run_command(case, out, *extra, **popen):
-    command = [sys.executable, "-m", "cryofield.cli", "run", str(case), "-o", str(out), "--no-render",
+    command = [sys.executable, "-m", "cryofield", "run", str(case), "-o", str(out), "--no-render",
                "--no-progress", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 

@@ -47,7 +47,7 @@ def make_case(tmp_path: Path, text: str = GOOD_CASE, mesh=None) -> Path:
 def test_run_end_to_end(tmp_path):
     case = make_case(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "cryofield.cli", "run", str(case), "-o", str(out), "--backend",
+    proc = subprocess.run([sys.executable, "-m", "cryofield", "run", str(case), "-o", str(out), "--backend",
                            "cpu", "--no-progress"], capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "muscle" in proc.stdout and "DOF-steps/s" in proc.stdout

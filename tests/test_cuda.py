@@ -24,14 +24,15 @@ import numpy as np
 import pytest
 
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
 from cryofield.errors import BackendUnavailable
 from cryofield.io import read_result
-from cryofield.materials import minimum_capacity
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.runner import run_case
-from cryofield.stepper import StepControl, Stepper
+from cryofield.model.materials import minimum_capacity
+from cryofield.problem.assemble import build_problem
+from cryofield.run.runner import run_case
+from cryofield.timestepping.control import StepControl
+from cryofield.timestepping.stepper import Stepper
 
 TOLERANCE_K = 1e-9
 #: GPU (FMA contracted) against CPU, float64, same steps, 90 s of freeze and thaw on 29 791 nodes (K).
@@ -171,8 +172,8 @@ def float32_difference() -> float:
 
 def _parity_run(plan, backend, adaptive: bool) -> dict[str, np.ndarray]:
     """Drive ``plan`` on ``backend`` (same steps as every other run unless ``adaptive``): final T, dose fields."""
-    from cryofield.driver import drive
-    from cryofield.observers import DoseTracker
+    from cryofield.run.driver import drive
+    from cryofield.run.observers import DoseTracker
 
     control = plan.control()
     if not adaptive:
@@ -188,8 +189,9 @@ def _parity_run(plan, backend, adaptive: bool) -> dict[str, np.ndarray]:
 def parity(cells: int, freeze: float, thaw: float) -> dict:
     """The freeze-thaw block on the CPU and on the GPU, with FMA (same steps) and without (adaptive steps):
     the largest differences of the final temperature, the minimum temperature (K) and time below (s)."""
-    from cryofield.backends.cuda import CudaBackend, exact_support
-    from cryofield.runner import prepare
+    from cryofield.backends.cuda.backend import CudaBackend
+    from cryofield.backends.cuda.exact import exact_support
+    from cryofield.run.runner import prepare
 
     text = PARITY_CASE.replace("CELLS", str(cells)).replace("FREEZE", f"{freeze:g}").replace("THAW", f"{thaw:g}")
     plan = prepare(parse_case(text))
@@ -252,7 +254,7 @@ def test_freeze_thaw_on_30k_nodes_agrees_with_cpu_on_gpu():
 
 @pytest.mark.device
 def test_gpu_launches_are_prepared_and_steps_replayed_as_graphs():
-    from cryofield.backends.cuda import CudaBackend
+    from cryofield.backends.cuda.backend import CudaBackend
 
     case, problem = _tiny()
     state = problem.boundary_state(case.protocol[0])

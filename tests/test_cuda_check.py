@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cryofield.backends import cuda_check, cuda_status, get_backend
-from cryofield.backends.cuda_check import Piece
+from cryofield.backends import cuda_status, get_backend
+from cryofield.backends.cuda import check as cuda_check
+from cryofield.backends.cuda.check import Piece
 from cryofield.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +89,8 @@ def test_a_missing_optional_piece_does_not_stop_cuda():
 
 
 def test_run_summary_records_the_pieces(tmp_path):
-    from cryofield.case import load_case
-    from cryofield.runner import run_case
+    from cryofield.config.case import load_case
+    from cryofield.run.runner import run_case
 
     case = tmp_path / "tiny.yaml"
     case.write_text(TINY)
@@ -120,8 +121,8 @@ def test_suite_fails_on_a_gpu_machine_without_the_compiler(tmp_path):
     """A whole pytest session on a (faked) GPU machine whose NVRTC is missing: the device test runs and fails."""
     plugin = tmp_path / "fake_gpu_without_nvrtc.py"
     plugin.write_text(textwrap.dedent(f"""
-        from cryofield.backends import cuda_check
-        from cryofield.backends.cuda_check import Piece
+        from cryofield.backends.cuda import check as cuda_check
+        from cryofield.backends.cuda.check import Piece
         NAMES = {NAMES!r}
         pieces = [Piece(n, n not in ("NVRTC", "test compile"), "fake " + n, required=n != "nvJitLink") for n in NAMES]
         cuda_check.checks = lambda refresh=False: pieces
@@ -173,7 +174,8 @@ def test_every_kernel_compiles_and_the_exact_mode_has_no_fma(monkeypatch):
     import numpy as np
     from numba import cuda
 
-    from cryofield.backends import cuda as cb
+    from cryofield.backends.cuda.exact import no_fma
+    from cryofield.backends.cuda.kernels import KERNEL_FUNCTIONS
 
     if not cuda_check.gpu_present(cuda_check.checks()):  # device functions are typed for the current GPU's cc
         monkeypatch.setattr("numba.cuda.dispatcher.get_current_device",
@@ -181,9 +183,9 @@ def test_every_kernel_compiles_and_the_exact_mode_has_no_fma(monkeypatch):
     contracted = 0
     for dtype in (np.float64, np.float32):
         for name, sig in _kernel_signatures(dtype).items():
-            ptx, _ = cuda.compile_ptx(cb.KERNEL_FUNCTIONS[name], sig, cc=(9, 0))
-            with cb.no_fma():
-                exact, _ = cuda.compile_ptx(cb.KERNEL_FUNCTIONS[name], sig, cc=(9, 0))
+            ptx, _ = cuda.compile_ptx(KERNEL_FUNCTIONS[name], sig, cc=(9, 0))
+            with no_fma():
+                exact, _ = cuda.compile_ptx(KERNEL_FUNCTIONS[name], sig, cc=(9, 0))
             contracted += len(re.findall(r"\bfma\.rn\.f(32|64)", ptx))
             assert not re.findall(r"\bfma\.rn\.f(32|64)", exact), f"{name} ({dtype.__name__}) has FMA in exact mode"
     assert contracted > 0  # the default really contracts: the exact mode changes something

@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from cryofield.backends import cuda_check
+from cryofield.backends.cuda import check as cuda_check
 
 pytestmark = pytest.mark.skipif(cuda_check.simulator(), reason="the simulator launches through the dispatcher")
 
@@ -65,7 +65,7 @@ class FakeDispatcher:
 
 
 def test_second_launch_is_prepared_with_what_numba_cuda_would_pass():
-    from cryofield.backends.cuda import Launcher
+    from cryofield.backends.cuda.launch import Launcher
 
     launcher = Launcher()
     assert launcher.prepared, launcher.why
@@ -91,7 +91,7 @@ def test_second_launch_is_prepared_with_what_numba_cuda_would_pass():
 
 
 def test_a_freed_array_drops_its_prepared_launches():
-    from cryofield.backends.cuda import Launcher
+    from cryofield.backends.cuda.launch import Launcher
 
     launcher = Launcher()
     launcher._core_launch = lambda *args: None
@@ -108,7 +108,7 @@ def test_a_freed_array_drops_its_prepared_launches():
 
 
 def test_a_failing_prepared_launch_falls_back_to_the_dispatcher():
-    from cryofield.backends.cuda import Launcher
+    from cryofield.backends.cuda.launch import Launcher
 
     launcher = Launcher()
 
@@ -124,7 +124,7 @@ def test_a_failing_prepared_launch_falls_back_to_the_dispatcher():
 
 
 def test_step_graphs_are_captured_on_the_second_sighting_and_dropped_with_their_arrays():
-    from cryofield.backends.cuda import StepGraphs
+    from cryofield.backends.cuda.graphs import StepGraphs
 
     graphs = StepGraphs()
     graphs.enabled = True
@@ -141,11 +141,13 @@ def test_step_graphs_are_captured_on_the_second_sighting_and_dropped_with_their_
 
 
 def test_backend_switches_and_exact_mode_support_are_reported():
-    from cryofield.backends import cuda as cb
+    from cryofield.backends.cuda.exact import exact_support
+    from cryofield.backends.cuda.graphs import StepGraphs, graph_support
+    from cryofield.backends.cuda.launch import Launcher
 
-    ok, why = cb.exact_support()
+    ok, why = exact_support()
     assert ok and "fma=0" in why
-    ok, why = cb.graph_support()
+    ok, why = graph_support()
     assert ok and "graph" in why
-    assert cb.Launcher(prepared=False).why == "turned off"
-    assert not cb.StepGraphs(enabled=False).enabled
+    assert Launcher(prepared=False).why == "turned off"
+    assert not StepGraphs(enabled=False).enabled

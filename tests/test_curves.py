@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryofield.case import case_to_yaml, parse_case
-from cryofield.curves import Curve
-from cryofield.driver import Observer, drive
+from cryofield.config.case import case_to_yaml, parse_case
 from cryofield.errors import InputError
-from cryofield.guards import physical_range
-from cryofield.runner import prepare
+from cryofield.model.curves import Curve
+from cryofield.run.driver import Observer, drive
+from cryofield.run.guards import physical_range
+from cryofield.run.runner import prepare
 
 CASE = """
 mesh: {generate: {kind: slab, size: [4, 3, 3], cells: [6, 3, 3]}, units: mm}

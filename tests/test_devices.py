@@ -1,5 +1,6 @@
-"""Device models (cryofield/boundaries/devices.py): each term against a hand computation, the controller
-holding its set point, the records in the result, and an error naming the key for every new case key."""
+"""Device models (cryofield/model/boundaries: cryogen_probe, controlled_probe, warmer, vessel): each term
+against a hand computation, the controller holding its set point, the records in the result, and an error
+naming the key for every new case key."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import h5py
 import numpy as np
 import pytest
 
-from cryofield import boundaries, fem
-from cryofield.boundaries import BoundaryState, Context, SolverView, Surface
-from cryofield.boundaries.devices import CRYOGENS, ControlledProbe, locate, nusselt
 from cryofield.cli import main
 from cryofield.errors import InputError
+from cryofield.fem import geometry as fem
 from cryofield.mesh import write_mesh
 from cryofield.mesh.generators import slab, sphere_octant_shell
-from cryofield.schedule import Phase
+from cryofield.model import boundaries
+from cryofield.model.boundaries import BoundaryState, Context, SolverView, Surface
+from cryofield.model.boundaries.controlled_probe import ControlledProbe
+from cryofield.model.boundaries.cryogens import CRYOGENS
+from cryofield.model.boundaries.sensors import locate
+from cryofield.model.boundaries.vessel import nusselt
+from cryofield.model.schedule import Phase
 
 
 def square() -> Surface:

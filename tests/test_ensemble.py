@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
-from cryofield.ensemble import drive_ensemble, run_ensemble, split_for_memory
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
-from cryofield.runner import prepare, run_case
-from cryofield.stepper import Ensemble
+from cryofield.run.ensemble import drive_ensemble, run_ensemble, split_for_memory
+from cryofield.run.runner import prepare, run_case
+from cryofield.timestepping.stepper import Ensemble
 
 BASE = """
 name: v{b}
@@ -159,7 +159,7 @@ def test_memory_split_covers_every_variant_with_a_message():
 
 
 def test_an_ensemble_too_big_for_memory_is_split(tmp_path, monkeypatch):
-    import cryofield.ensemble as ens
+    import cryofield.run.ensemble as ens
 
     cases = _cases()
     n = prepare(cases[0]).problem.n_nodes

@@ -10,11 +10,11 @@ import pytest
 from benchmarks.common import input_order, temperatures_at, with_steps
 from benchmarks.radial import TIMES, equivalent_radii, graded_sphere_case
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.stepper import error_weights
+from cryofield.problem.assemble import build_problem
+from cryofield.timestepping.control import error_weights
 
 SLAB = """
 name: slab

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.runner import prepare
-from cryofield.steady import steady_state
-from cryofield.stepper import Stepper
+from cryofield.problem.assemble import build_problem
+from cryofield.problem.steady import steady_state
+from cryofield.run.runner import prepare
+from cryofield.timestepping.stepper import Stepper
 
 SLAB = """
 mesh: {{generate: {{kind: slab, size: [10, 2, 2], cells: [20, 2, 2]}}, units: mm}}

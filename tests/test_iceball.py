@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryofield.case import parse_case
-from cryofield.iceball import IceBallRecorder
+from cryofield.config.case import parse_case
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
+from cryofield.problem.assemble import build_problem
+from cryofield.run.iceball import IceBallRecorder
 
 BLOCK = """
 mesh: {generate: {kind: slab, size: [12, 12, 12], cells: [30, 30, 30]}, units: mm}

@@ -16,9 +16,9 @@ from pathlib import Path
 import h5py
 import pytest
 
-from cryofield import resources
-from cryofield.case import load_case, parse_case
 from cryofield.cli import main
+from cryofield.config import resources
+from cryofield.config.case import load_case, parse_case
 from cryofield.errors import InputError
 from cryofield.io import read_result
 from cryofield.io.resultset import OutputLock, ResultSetError, check_set
@@ -79,7 +79,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def cli(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cryofield.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cryofield", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 
@@ -135,7 +135,7 @@ def test_two_concurrent_runs_leave_one_complete_set_or_a_clear_refusal(tmp_path)
     case.write_text(SLOW_CASE)
     out = tmp_path / "out"
     assert cli("run", case, "-o", out, *RUN, "--no-render").returncode == 0  # a good previous set
-    procs = [subprocess.Popen([sys.executable, "-m", "cryofield.cli", "run", str(case), "-o", str(out), *RUN,
+    procs = [subprocess.Popen([sys.executable, "-m", "cryofield", "run", str(case), "-o", str(out), *RUN,
                                "--no-render"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
@@ -156,7 +156,7 @@ def test_a_second_run_while_one_is_writing_exits_2_at_once(tmp_path):
     case = tmp_path / "case.yaml"
     case.write_text(SLOW_CASE)
     out = tmp_path / "out"
-    first = subprocess.Popen([sys.executable, "-m", "cryofield.cli", "run", str(case), "-o", str(out), *RUN,
+    first = subprocess.Popen([sys.executable, "-m", "cryofield", "run", str(case), "-o", str(out), *RUN,
                               "--no-render"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -209,8 +209,8 @@ def _enospc(*args, **kwargs):
 STAGES = {
     "h5_snapshot": "cryofield.io.results.ResultWriter.write_snapshot",
     "h5_finish": "cryofield.io.results.ResultWriter.finish",
-    "xdmf": "cryofield.runner.write_xdmf",
-    "json": "cryofield.runner.write_file",
+    "xdmf": "cryofield.run.runner.write_xdmf",
+    "json": "cryofield.run.runner.write_file",
     "picture": "cryofield.viz.render._save",
     "manifest": "cryofield.io.resultset.write_file",
     "fsync": "cryofield.io.resultset._fsync",

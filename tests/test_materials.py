@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cryofield import pointwise
 from cryofield.backends.cpu import k as compiled
-from cryofield.materials import Material, build_tables, library_material
+from cryofield.kernels import pointwise
+from cryofield.model.materials import Material, build_tables, library_material
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_tabulated_heat_capacity_integrates_latent_and_sensible_heat():
 
 
 def test_water_and_gels_freeze_at_zero_with_ice_tables():
-    from cryofield.materials import ice_conductivity, ice_specific_heat, library_material
+    from cryofield.model.materials import ice_conductivity, ice_specific_heat, library_material
 
     water = library_material("water")
     assert water.liquidus == 0.0 and water.solidus == -1.0 and water.perfusion == 0.0
@@ -72,7 +72,7 @@ def test_water_and_gels_freeze_at_zero_with_ice_tables():
 
 
 def test_a_gel_takes_its_water_fraction_and_only_a_gel_does():
-    from cryofield.case import parse_case
+    from cryofield.config.case import parse_case
     from cryofield.errors import InputError
 
     base = """

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
+from cryofield.fem.metrics import RegionMeasures, fraction_below, volumes_below
 from cryofield.mesh.sources import mesh_of
-from cryofield.metrics import RegionMeasures, fraction_below, volumes_below
-from cryofield.problem import build_problem
+from cryofield.problem.assemble import build_problem
 
 
 @pytest.mark.parametrize("values", [[0, 1e-9, 1, 2], [0, 0.3, 0.3000001, 2], [0, 0.5, 1, 1 + 1e-10], [-3, -1, 2, 5]])

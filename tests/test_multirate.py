@@ -1,4 +1,4 @@
-"""The multirate scheme (cryofield.multirate): its coefficients, its levels, its accuracy and work against
+"""The multirate scheme (cryofield.timestepping.multirate): its coefficients, its levels, its accuracy and work against
 single-rate RKL2 on the graded spherical probe, bad settings, and CPU/CUDA agreement (simulator or GPU)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 from benchmarks.common import GENERIC_BLOOD, input_order, temperatures_at, with_steps
 from benchmarks.radial import GRADED_SPHERE_CASE, SPHERE, TIMES, equivalent_radii, graded_sphere_case
 from benchmarks.verification import FREEZING_TISSUE
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
-from cryofield.multirate import levels_from_cuts, plan_levels, rkc_rows, rkc_stages
-from cryofield.runner import nodal_radii, prepare
+from cryofield.run.runner import nodal_radii, prepare
+from cryofield.timestepping.multirate import levels_from_cuts, plan_levels, rkc_rows, rkc_stages
 
 
 def multirate(case, cuts=None, **solver):

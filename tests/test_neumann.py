@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from cryofield.case import load_case
+from cryofield.config.case import load_case
+from cryofield.fem.closed_forms import neumann_lambda, planar_front_position
 from cryofield.io import read_result
-from cryofield.runner import run_case
-from cryofield.verification import neumann_lambda, planar_front_position
+from cryofield.run.runner import run_case
 
 
 def test_lambda_matches_physics_reference():

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryofield.case import TissueSpec, parse_case
-from cryofield.clinical import ClinicalReading, clinical_summary, damage_fraction, section_extremes
+from cryofield.config.case import TissueSpec, parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.generators import slab
-from cryofield.roles import RoleTable, Thresholds
+from cryofield.model.roles import RoleTable, Thresholds
+from cryofield.outcomes.clinical import ClinicalReading, clinical_summary, damage_fraction, section_extremes
 
 #: A 10 x 2 x 2 mm block, all nerve, its centreline along x from x = 0 (proximal) to 10 mm (distal).
 MESH = slab((10.0, 2.0, 2.0), (40, 4, 4), 1e-3)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryofield import fem
-from cryofield.case import TissueSpec, load_case, parse_case
 from cryofield.cli import main
-from cryofield.clinical import clinical_summary
+from cryofield.config.case import TissueSpec, load_case, parse_case
+from cryofield.config.meshspec import GAUGES, Anatomy, PhantomSpec, ProbePlacement
 from cryofield.errors import InputError
+from cryofield.fem import geometry as fem
 from cryofield.mesh import read_mesh
 from cryofield.mesh.anatomy import Course, PhantomGeometry
 from cryofield.mesh.checks import signed_volumes
@@ -28,9 +28,9 @@ from cryofield.mesh.generators import slab
 from cryofield.mesh.phantom import REGIONS, SURFACES, mesh_key, phantom_mesh
 from cryofield.mesh.placement import Placement, check_poses, resolve
 from cryofield.mesh.sources import mesh_of
-from cryofield.meshspec import GAUGES, Anatomy, PhantomSpec, ProbePlacement
-from cryofield.roles import RoleTable
-from cryofield.runner import run_case
+from cryofield.model.roles import RoleTable
+from cryofield.outcomes.clinical import clinical_summary
+from cryofield.run.runner import run_case
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "meshes" / "occipital_coarse.msh.xz"
@@ -329,7 +329,7 @@ def test_run_on_the_shipped_mesh_reports_the_clinical_outcome(tmp_path):
 def test_mesh_phantom_command_prints_and_writes(tmp_path):
     out = tmp_path / "p.msh"
     env = os.environ | {"CRYOFIELD_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "cryofield.cli", "mesh", "phantom", "--side", "left", "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "cryofield", "mesh", "phantom", "--side", "left", "-o", str(out),
                            "--no-cache"], check=False, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "occipital phantom left, coarse" in proc.stdout and "minimum dihedral angle" in proc.stdout

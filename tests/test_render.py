@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cryofield import runner
-from cryofield.case import load_case
 from cryofield.cli import main
+from cryofield.config.case import load_case
 from cryofield.errors import InputError
 from cryofield.mesh import write_mesh
 from cryofield.mesh.checks import check_mesh
 from cryofield.mesh.generators import sphere_octant_shell
-from cryofield.roles import ROLES
+from cryofield.model.roles import ROLES
+from cryofield.run import runner
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
 from cryofield.viz.geometry import nerve_centrelines, ultrasound_plane, unique_rows

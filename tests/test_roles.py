@@ -9,12 +9,12 @@ import h5py
 import numpy as np
 import pytest
 
-from cryofield.case import TissueSpec, load_case, parse_case
+from cryofield.config.case import TissueSpec, load_case, parse_case
 from cryofield.errors import CorruptResult, InputError
 from cryofield.io import read_result
 from cryofield.mesh import write_mesh
 from cryofield.mesh.generators import slab
-from cryofield.roles import (
+from cryofield.model.roles import (
     ROLES,
     THRESHOLDS,
     RoleTable,
@@ -22,7 +22,7 @@ from cryofield.roles import (
     estimated_centreline,
     region_role,
 )
-from cryofield.runner import run_case
+from cryofield.run.runner import run_case
 
 CUSTOM_NERVE = dict(density=1075, specific_heat=3613, conductivity=0.49, perfusion=2.9e-3,
                     conductivity_frozen=1.5, heat_capacity_frozen=2.0e6, latent_heat=215e6,

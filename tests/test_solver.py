@@ -5,11 +5,13 @@ import pytest
 import scipy.linalg
 
 from cryofield.backends import get_backend
-from cryofield.case import parse_case
+from cryofield.config.case import parse_case
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
-from cryofield.steady import steady_state, system
-from cryofield.stepper import StepControl, Stepper, rkl2_coefficients, rkl2_max_dt, rkl2_stages
+from cryofield.problem.assemble import build_problem
+from cryofield.problem.steady import steady_state, system
+from cryofield.timestepping.control import StepControl
+from cryofield.timestepping.rkl2 import rkl2_coefficients, rkl2_max_dt, rkl2_stages
+from cryofield.timestepping.stepper import Stepper
 
 CASE = """
 name: small

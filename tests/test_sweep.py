@@ -277,9 +277,9 @@ def test_local_cuda_needs_dask_cuda_and_says_so(tmp_path, monkeypatch, capsys):
 
 
 def test_concurrent_requests_for_one_phantom_mesh_build_it_once(tmp_path, monkeypatch):
+    from cryofield.config.meshspec import PhantomSpec
     from cryofield.mesh import phantom
     from cryofield.mesh.generators import slab
-    from cryofield.meshspec import PhantomSpec
 
     monkeypatch.setenv("CRYOFIELD_CACHE", str(tmp_path / "cache"))
     builds = []
@@ -314,7 +314,7 @@ backend: cpu
 cluster: {kind: local, workers: 2}
 """, slow)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "cryofield.cli", "sweep", str(path), "-o", str(out), "--no-progress"]
+    cmd = [sys.executable, "-m", "cryofield", "sweep", str(path), "-o", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
 

@@ -19,7 +19,7 @@ is built once per step and reused by that step's iterations. The steady (basal) 
 preconditioner. A step whose iteration does not converge is retried as two half steps.
 
 The physics is the same as cryofield's (docs/physics.md §2; the tissue laws come from the case's
-:class:`~cryofield.materials.Material` objects): element conductivity is the mean of k(T) at its nodes,
+:class:`~cryofield.model.materials.Material` objects): element conductivity is the mean of k(T) at its nodes,
 mass and boundary mass are lumped, a node's enthalpy law is that of the tissue holding most of its
 volume, perfusion and metabolism are volume-weighted and scale with the liquid fraction. Only the mesh
 reading is shared (``mesh_of``), so both run on exactly the same mesh.
@@ -37,9 +37,9 @@ import scipy.sparse.linalg as spla
 from skfem import Basis, BilinearForm, ElementTetP1, FacetBasis, MeshTet, asm
 from skfem.helpers import dot, grad
 
-from cryofield.case import Case, PhaseSpec
+from cryofield.config.case import Case, PhaseSpec
 from cryofield.mesh.sources import mesh_of
-from cryofield.schedule import phase_bounds
+from cryofield.model.schedule import phase_bounds
 
 #: Linear solvers of the time steps: conjugate gradients preconditioned by smoothed-aggregation AMG or by the
 #: diagonal, or a sparse direct factorisation (SuperLU, minimum-degree ordering of A + A^T, symmetric mode).

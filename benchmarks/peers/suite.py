@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cryofield.case import Case
-from cryofield.fem import lumped_volumes
+from cryofield.config.case import Case
+from cryofield.fem.geometry import lumped_volumes
 from cryofield.mesh.sources import mesh_of
-from cryofield.problem import build_problem
+from cryofield.problem.assemble import build_problem
 
 from ..cases import probe_block_case
 from ..common import input_order, markdown_table, numba_threads, temperatures_at, timed, with_steps

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import fem, kernels
-from ..materials import MaterialTables
-from ..problem import BoundaryState, Problem
+from cryofield.fem import geometry as fem
+from cryofield.kernels import bodies as kernels
+from cryofield.model.materials import MaterialTables
+
+if TYPE_CHECKING:  # type hints only: the problem layer sits above the backends, and boundaries would load pydantic
+    from cryofield.model.boundaries import BoundaryState
+    from cryofield.problem.assemble import Problem
 
 
 @dataclass
@@ -26,22 +30,23 @@ class DeviceProblem:
     Layout (float arrays in the run's precision, indices int32 unless said otherwise). Shared by all variants:
 
     ``tets`` (E, 4), ``edge_coef`` (E, 6), ``elem_mat`` (E,)
-        connectivity (an axisymmetric mesh's triangles with a fourth corner -1, :func:`cryofield.fem.kernel_cells`),
-        P1 stiffness coefficients (fem.EDGES order) and tissue of each element;
+        connectivity (an axisymmetric mesh's triangles with a fourth corner -1,
+        :func:`cryofield.fem.geometry.kernel_cells`), P1 stiffness coefficients (fem.EDGES order) and tissue of
+        each element;
     ``node_mat`` (N,), ``node_ptr`` (N + 1,) int64, ``node_slot`` (4E,)
-        each node's enthalpy-law tissue, and the node → element-slot incidence (:mod:`cryofield.kernels`).
+        each node's enthalpy-law tissue, and the node → element-slot incidence (:mod:`cryofield.kernels.bodies`).
 
-    Per variant, entry (i, b) at :func:`cryofield.kernels.at` (``variant_fastest`` 1: ``i * B + b``; 0:
+    Per variant, entry (i, b) at :func:`cryofield.kernels.bodies.at` (``variant_fastest`` 1: ``i * B + b``; 0:
     ``b * N + i``):
 
     ``node_data`` (5, N * B)
-        the per-node floats, one row each (:data:`cryofield.kernels.LUMPED`, ``PERFUSION``, ``METABOLIC``,
+        the per-node floats, one row each (:data:`cryofield.kernels.bodies.LUMPED`, ``PERFUSION``, ``METABOLIC``,
         ``ROBIN_COEF``, ``ROBIN_RHS``). Rows, not columns: consecutive threads read consecutive addresses
         of each row (coalesced on the GPU, a unit-stride stream per row on the CPU);
     ``fixed`` (N * B,) uint8
         nodes held at a fixed temperature (written in place by :meth:`Backend.upload_boundaries`);
     ``mat_f`` (6, M * B, P), ``mat_n`` (2, M * B)
-        the material tables of :class:`cryofield.materials.MaterialTables`, variant b's tissue m at
+        the material tables of :class:`cryofield.model.materials.MaterialTables`, variant b's tissue m at
         ``m + b * n_materials``: rows ``H_T``, ``H_H``, ``K_T``, ``K_K`` (padded to P points), ``H_SLOPE``
         (columns 0 and 1) and ``PHASE`` (column 0 solidus, column 1 liquidus) of ``mat_f``; the counts
         ``H_N``, ``K_N`` of ``mat_n``;
@@ -49,7 +54,7 @@ class DeviceProblem:
         each variant's arterial blood temperature (°C);
     ``flux`` (4 E B,)
         scratch: each element's heat flow into its nodes (W), slot 4 e + a of variant b at
-        :func:`~cryofield.kernels.at` (4 e + a, b, 4 E, B, variant_fastest).
+        :func:`~cryofield.kernels.bodies.at` (4 e + a, b, 4 E, B, variant_fastest).
 
     Every array keeps its identity (and so its device address) for the problem's lifetime: boundary
     updates write into it. The CUDA backend relies on that to prepare each launch's arguments once.
@@ -93,8 +98,8 @@ class DeviceProblem:
 
 @dataclass
 class DeviceLevel:
-    """One level of a multirate step on a backend (:class:`cryofield.multirate.Levels`): ``elems`` (int32) the
-    elements with a node of the level, ``nodes`` (int32) its ``n_active`` nodes then their halo."""
+    """One level of a multirate step on a backend (:class:`cryofield.timestepping.multirate.Levels`): ``elems``
+    (int32) the elements with a node of the level, ``nodes`` (int32) its ``n_active`` nodes then their halo."""
 
     elems: Any
     nodes: Any
@@ -216,8 +221,8 @@ class Backend(ABC):
 
     def diagnostics(self) -> dict:
         """What the run summary records about the backend: every piece the CUDA backend needs (found or why
-        not, :mod:`cryofield.backends.cuda_check`), whichever backend runs."""
-        from . import cuda_check
+        not, :mod:`cryofield.backends.cuda.check`), whichever backend runs."""
+        from cryofield.backends.cuda import check as cuda_check
 
         return {"cuda_pieces": cuda_check.as_dict(cuda_check.checks())}
 
@@ -286,7 +291,7 @@ class Backend(ABC):
     def local_error(self, dp: DeviceProblem, T_older: Any, T_prev: Any, T: Any, T_odd: Any, T_even: Any,
                     counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(B,) host float64: per variant the largest estimated local error of its step (K; NaN if any is NaN),
-        :func:`cryofield.kernels.local_error_at` with ``weights[b]`` ((B, 4) host array) over its nodes; 0 for a
+        :func:`cryofield.kernels.bodies.local_error_at` with ``weights[b]`` ((B, 4) host array) over its nodes; 0 for a
         variant with ``counts[b]`` 0. The step's temperature is in ``T_odd`` or ``T_even`` as for
         :meth:`step_change`."""
 

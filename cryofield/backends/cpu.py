@@ -1,6 +1,6 @@
 """CPU backend: Numba-parallel loops over elements and nodes around the shared kernel bodies.
 
-The arithmetic is :mod:`cryofield.kernels`, rendered here with ``numba.njit``; this module only writes
+The arithmetic is :mod:`cryofield.kernels.bodies`, rendered here with ``numba.njit``; this module only writes
 the ``prange`` loops. No atomics: every node gathers its elements' flows in a fixed order, so runs are
 deterministic.
 """
@@ -14,9 +14,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import kernels
-from .. import kernels as K  # layout constants of the packed arrays (Numba freezes them at compile time)
-from .base import Backend, DeviceProblem
+from cryofield.backends.base import Backend, DeviceProblem
+from cryofield.kernels import bodies as K  # layout constants of the packed arrays (Numba freezes them at compile time)
+from cryofield.kernels import bodies as kernels
 
 k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 
@@ -25,7 +25,7 @@ k = kernels.render(njit(cache=True, inline="always"), f"{__name__}.bodies")
 # (kernels.at gives the addresses): no division per item, the element's geometry read once for all its variants.
 @njit(parallel=True, cache=True)
 def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, j, n, ne, nb, vf, n_mat):
-    """flux[e, b] for every element of every variant in stage j (:func:`cryofield.kernels.element_flux_at`)."""
+    """flux[e, b] for every element of every variant in stage j (:func:`cryofield.kernels.bodies.element_flux_at`)."""
     k_T, k_k, k_n = mat_f[K.K_T], mat_f[K.K_K], mat_n[K.K_N]
     if nb == 1:  # a single run: the layout's constants passed as literals fold its addresses to a plain array's
         if counts[0] >= j:
@@ -41,7 +41,7 @@ def element_flux_loop(T, tets, edge_coef, elem_mat, mat_f, mat_n, flux, counts, 
 @njit(parallel=True, cache=True)
 def node_rate_loop(T, flux, node_ptr, node_slot, node_data, node_mat, fixed, mat_f, arterial, out, n, ne, nb, vf,
                    n_mat):
-    """out = dH/dt for every node of every variant (:func:`cryofield.kernels.node_rate_at`)."""
+    """out = dH/dt for every node of every variant (:func:`cryofield.kernels.bodies.node_rate_at`)."""
     lumped, perfusion, metabolic = node_data[K.LUMPED], node_data[K.PERFUSION], node_data[K.METABOLIC]
     robin_coef, robin_rhs = node_data[K.ROBIN_COEF], node_data[K.ROBIN_RHS]
     solidus, liquidus = mat_f[K.PHASE, :, 0], mat_f[K.PHASE, :, 1]
@@ -94,7 +94,7 @@ def temperature_loop(H, node_mat, mat_f, mat_n, T, n, nb, vf, n_mat):
 
 @njit(parallel=True, cache=True)
 def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0, n, nb, vf, n_mat):
-    """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.combine_at`)."""
+    """out = a1 Y1 + a2 Y2 + a0 Y0 + b1 L1 + b0 L0, T_out = T(out) (:func:`cryofield.kernels.bodies.combine_at`)."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
     for i in prange(n):
         for b in range(nb):
@@ -104,7 +104,7 @@ def combine_loop(out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2,
 
 @njit(parallel=True, cache=True)
 def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
-    """(B,) per variant max |T_s - T| (:func:`cryofield.kernels.change_at`), NaN-propagating."""
+    """(B,) per variant max |T_s - T| (:func:`cryofield.kernels.bodies.change_at`), NaN-propagating."""
     part = np.zeros((chunks, nb))
     for c in prange(chunks):
         for i in range(c * n // chunks, (c + 1) * n // chunks):
@@ -117,8 +117,8 @@ def step_change_loop(T, T_odd, T_even, counts, n, nb, vf, chunks):
 
 @njit(parallel=True, cache=True)
 def local_error_loop(T_older, T_prev, T, T_odd, T_even, counts, weights, node_mat, mat_f, n, nb, vf, n_mat, chunks):
-    """(B,) per variant max of the local error estimate (:func:`cryofield.kernels.local_error_at`), NaN-propagating;
-    0 for a variant with no stages."""
+    """(B,) per variant max of the local error estimate (:func:`cryofield.kernels.bodies.local_error_at`),
+    NaN-propagating; 0 for a variant with no stages."""
     phase = mat_f[K.PHASE]
     part = np.zeros((chunks, nb))
     for c in prange(chunks):
@@ -144,7 +144,7 @@ def chunk_max(part):
 
 @njit(parallel=True, cache=True)
 def commit_loop(counts, accept, H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_even, n, nb, vf):
-    """The accepted variants' step results become their state (:func:`cryofield.kernels.commit_at`)."""
+    """The accepted variants' step results become their state (:func:`cryofield.kernels.bodies.commit_at`)."""
     for i in prange(n):
         for b in range(nb):
             if accept[b]:
@@ -153,7 +153,8 @@ def commit_loop(counts, accept, H, T, T_prev, T_older, Y_a, Y_b, Y_c, T_odd, T_e
 
 @njit(parallel=True, cache=True)
 def track_loop(T_old, T_new, dt, T_min, thresholds, time_below, n, nb, vf):
-    """Running minimum and time below each level, variants with dt[b] > 0 (:func:`cryofield.kernels.track_at`)."""
+    """Running minimum and time below each level, variants with dt[b] > 0
+    (:func:`cryofield.kernels.bodies.track_at`)."""
     for i in prange(n):
         for b in range(nb):
             if dt[b] > 0:
@@ -182,7 +183,7 @@ def level_rate_loop(T, elems, nodes, n_active, frozen, tets, edge_coef, elem_mat
 
 @njit(parallel=True, cache=True)
 def level_combine_loop(nodes, out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, mat_n, a1, a2, a0, b1, b0):
-    """:func:`cryofield.kernels.combine_at` on the level's nodes and halo."""
+    """:func:`cryofield.kernels.bodies.combine_at` on the level's nodes and halo."""
     h_T, h_H, h_n, h_slope = mat_f[K.H_T], mat_f[K.H_H], mat_n[K.H_N], mat_f[K.H_SLOPE]
     for q in prange(nodes.shape[0]):
         i = nodes[q]
@@ -191,7 +192,7 @@ def level_combine_loop(nodes, out, T_out, Y1, Y2, Y0, L1, L0, node_mat, mat_f, m
 
 @njit(parallel=True, cache=True)
 def averaged_rate_loop(nodes, n_active, v, u, eta, L):
-    """L = (v - u) / eta on the level's active nodes (:func:`cryofield.kernels.averaged_rate_at`)."""
+    """L = (v - u) / eta on the level's active nodes (:func:`cryofield.kernels.bodies.averaged_rate_at`)."""
     for q in prange(n_active):
         k.averaged_rate_at(nodes[q], v, u, eta, L)
 

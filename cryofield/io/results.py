@@ -14,7 +14,7 @@ Layout (all SI, temperatures °C)::
                           points (r, 0, z), surfaces (F, 2) segments; ParaView's Rotational Extrusion
                           turns it into the solid
     /roles                attrs: roles (JSON: each region's role, nerve and artery centrelines and where
-                                 they came from, the clinical thresholds; see cryofield.roles.RoleTable)
+                                 they came from, the clinical thresholds; see cryofield.model.roles.RoleTable)
     /snapshots/time       (S,) s            /snapshots/phase (S,)
     /snapshots/FIELD/i    (N,) one dataset per snapshot (temperature, liquid_fraction, enthalpy)
     /fields/min_temperature (N,)            /fields/time_below_m20C (N,) s below -20 °C (one per threshold)
@@ -43,8 +43,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..roles import RoleTable
-from .resultset import check_file
+from cryofield.io.resultset import check_file
+from cryofield.model.roles import RoleTable
 
 FORMAT = "cryofield-result"
 FORMAT_VERSION = 2  # 2: the /roles table
@@ -161,7 +161,7 @@ class Result:
     roles: RoleTable
     #: The manifest of the result set the file belongs to, None for a file on its own.
     manifest: dict | None = None
-    #: Per probe with a pose, the ice-ball shape over time (:mod:`cryofield.iceball`): time, width_mm, ...
+    #: Per probe with a pose, the ice-ball shape over time (:mod:`cryofield.run.iceball`): time, width_mm, ...
     iceball: dict = field(default_factory=dict)
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:

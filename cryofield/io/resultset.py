@@ -52,8 +52,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
-from ..errors import InputError
+from cryofield.errors import InputError
+from cryofield.version import __version__
 
 MANIFEST_FORMAT = "cryofield-result-set"
 MANIFEST_VERSION = 1

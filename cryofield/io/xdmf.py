@@ -7,7 +7,7 @@ from pathlib import Path
 
 import h5py
 
-from .results import CELLS
+from cryofield.io.results import CELLS
 
 
 def write_xdmf(h5_path: Path, xdmf_path: Path) -> Path:

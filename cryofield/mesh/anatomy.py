@@ -23,7 +23,7 @@ the obliquus capitis inferior.
 
 Nerves and the occipital artery are tubes of constant cross-section (round; the GON's an ellipse, a
 flattened band with its long axis parallel to the skin) along smooth (C1 cubic) curves through
-published landmarks (the defaults of :class:`~cryofield.meshspec.Anatomy`, each tagged as in docs/physics.md:
+published landmarks (the defaults of :class:`~cryofield.config.meshspec.Anatomy`, each tagged as in docs/physics.md:
 [R] read in the named source, [M] recalled, [D] derived here). Depths the sources do not give are put on
 the tissue interface the landmark names (e.g. "pierces the trapezius": on the trapezius' superficial
 surface), and the courses cross each interface at 45° (:class:`_CourseBuilder`).
@@ -37,7 +37,7 @@ from functools import cached_property
 import numpy as np
 from scipy.interpolate import BSpline
 
-from ..meshspec import Anatomy
+from cryofield.config.meshspec import Anatomy
 
 
 class AnatomyError(ValueError):

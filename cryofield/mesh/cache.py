@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .core import Mesh
-from .io import metadata_path, read_mesh, write_mesh
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.io import metadata_path, read_mesh, write_mesh
 
 
 def cache_dir() -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import fem
-from ..errors import InputError
-from .core import Mesh
+from cryofield.errors import InputError
+from cryofield.fem import geometry as fem
+from cryofield.mesh.core import Mesh
 
 #: A mesh of a piece of a patient spans more than a millimetre and less than a metre (in metres).
 PLAUSIBLE_EXTENT_M = (1e-3, 1.0)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from cryofield.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -33,10 +33,10 @@ def register(subparsers) -> None:
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from ..meshspec import PhantomSpec
-    from .phantom import phantom_mesh
-    from .quality import quality_report
-    from .sources import input_errors
+    from cryofield.config.meshspec import PhantomSpec
+    from cryofield.mesh.phantom import phantom_mesh
+    from cryofield.mesh.quality import quality_report
+    from cryofield.mesh.sources import input_errors
 
     spec, placements, keys, source = _phantom_request(args)
     updates = {k: v for k, v in (("preset", args.preset), ("side", args.side)) if v}
@@ -58,7 +58,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     if not args.no_cache:
         print(f"cached: {mesh.source}")
     if args.output:
-        from .io import write_mesh
+        from cryofield.mesh.io import write_mesh
 
         write_mesh(mesh, args.output, units="mm")
         print(f"written: {args.output}")
@@ -67,9 +67,9 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 def _phantom_request(args: argparse.Namespace):
     """The phantom spec, probe placements, their case keys and the source named by the arguments."""
-    from ..case import load_case
-    from ..meshspec import PhantomSpec
-    from .sources import case_placements
+    from cryofield.config.case import load_case
+    from cryofield.config.meshspec import PhantomSpec
+    from cryofield.mesh.sources import case_placements
 
     if args.case is None:
         return PhantomSpec(), {}, {}, None
@@ -80,9 +80,9 @@ def _phantom_request(args: argparse.Namespace):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checks import check_mesh
-    from .io import read_mesh
-    from .quality import quality_report
+    from cryofield.mesh.checks import check_mesh
+    from cryofield.mesh.io import read_mesh
+    from cryofield.mesh.quality import quality_report
 
     mesh = read_mesh(args.file, args.units)
     print(f"{args.file} ({args.units})")

@@ -17,7 +17,7 @@ class Mesh:
         (N, 3) node coordinates in metres.
     tets
         (E, 4) node indices of each tetrahedron; (E, 3) of each triangle of an *axisymmetric* mesh, whose
-        points are ``(r, 0, z)`` (r >= 0) about the z axis (:mod:`cryofield.fem`).
+        points are ``(r, 0, z)`` (r >= 0) about the z axis (:mod:`cryofield.fem.geometry`).
     tet_tags
         (E,) integer region tag of each element.
     facets

@@ -10,9 +10,9 @@ import itertools
 
 import numpy as np
 
-from .checks import signed_volumes
-from .core import Mesh
-from .topology import boundary_faces
+from cryofield.mesh.checks import signed_volumes
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.topology import boundary_faces
 
 SLAB_SURFACES = {"xmin": 1, "xmax": 2, "ymin": 3, "ymax": 4, "zmin": 5, "zmax": 6}
 

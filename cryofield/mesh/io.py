@@ -15,8 +15,8 @@ from pathlib import Path
 import meshio
 import numpy as np
 
-from ..errors import InputError
-from .core import Mesh
+from cryofield.errors import InputError
+from cryofield.mesh.core import Mesh
 
 #: Cell-data arrays that carry region tags in common formats, in the order they are tried.
 TAG_ARRAYS = ("gmsh:physical", "medit:ref", "region", "regions", "tag", "CellEntityIds", "material")

@@ -1,6 +1,6 @@
 """Needles in a block or cylinder of one medium (gel, water, tissue): the mesh of bench experiments.
 
-:func:`probe_in_medium` builds the mesh a :class:`~cryofield.meshspec.ProbeInMediumGenerator` describes
+:func:`probe_in_medium` builds the mesh a :class:`~cryofield.config.meshspec.ProbeInMediumGenerator` describes
 with Gmsh: the medium (a cylinder about z or a block centred on it, bottom at z = 0), each needle carved
 out as a closed-end tube parallel to z whose shaft leaves through the top or the bottom
 (:func:`.generators.needle_solid`), optionally cut to the quarter x, y >= 0, and graded from the needles'
@@ -9,7 +9,7 @@ triangles, boundary segments), the needles' half-profiles (:func:`.generators.ne
 the rectangle ``[0, radius] x [0, height]``. Tags: region ``medium``; surfaces ``NAME_active`` (the rounded
 tip and the active length) and ``NAME_shaft`` of every needle, ``top``, ``bottom``, ``side`` and, in
 quarter symmetry, ``symmetry`` (axisymmetric: ``axis``). The needles' poses (metres) go to the
-mesh metadata, as the phantom's do, so that the ice-ball shape is measured (:mod:`cryofield.iceball`)
+mesh metadata, as the phantom's do, so that the ice-ball shape is measured (:mod:`cryofield.run.iceball`)
 and a controlled probe's tip sensor found. Meshes are cached by the generator's keys
 (:mod:`.cache`).
 """
@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from ..meshspec import MediumNeedle, ProbeInMediumGenerator
-from . import cache
-from .core import Mesh
-from .generators import gmsh_session, mesh_from_gmsh, needle_profile, needle_solid
+from cryofield.config.meshspec import MediumNeedle, ProbeInMediumGenerator
+from cryofield.mesh import cache
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.generators import gmsh_session, mesh_from_gmsh, needle_profile, needle_solid
 
 GENERATOR_VERSION = "probe-in-medium-2"
 #: How far the needles' shafts reach above the top (mesh units), so that the cut leaves a clean hole.

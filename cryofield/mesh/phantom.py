@@ -7,7 +7,7 @@ fragments everything into one conformal model. Regions and surfaces (names as in
 
 * regions ``skin``, ``fat``, ``trapezius``, ``semispinalis``, ``bone``, ``gon``, ``ton``, ``lon``, ``artery``
   (the artery region is the blood in the lumen);
-* ``pocket``: fluid pockets (hydrodissection; ellipsoids, :class:`~cryofield.meshspec.Pocket`), when the
+* ``pocket``: fluid pockets (hydrodissection; ellipsoids, :class:`~cryofield.config.meshspec.Pocket`), when the
   phantom has any;
 * surfaces ``skin_surface`` (the skin to room air), ``deep`` (the deep boundary: inner table of the
   bone and deep neck), ``cut`` (the four sides where the model is cut out of the body), ``artery_wall``
@@ -28,12 +28,12 @@ import time
 
 import numpy as np
 
-from ..meshspec import TISSUE_OF, PhantomSpec, ProbePlacement
-from . import cache
-from .anatomy import PhantomGeometry
-from .core import Mesh
-from .generators import gmsh_session, mesh_from_gmsh, needle_solid
-from .placement import PocketPose, ProbePose, check_pockets, check_poses, resolve, resolve_pocket
+from cryofield.config.meshspec import TISSUE_OF, PhantomSpec, ProbePlacement
+from cryofield.mesh import cache
+from cryofield.mesh.anatomy import PhantomGeometry
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.generators import gmsh_session, mesh_from_gmsh, needle_solid
+from cryofield.mesh.placement import PocketPose, ProbePose, check_pockets, check_poses, resolve, resolve_pocket
 
 #: Bumped whenever a change to this package changes the mesh generated from the same parameters.
 GENERATOR_VERSION = "occipital-phantom-3"  # 3: the elliptical GON, multi-needle tips, pockets, coarser shafts

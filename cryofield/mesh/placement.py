@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..meshspec import GAUGES, NerveTarget, Pocket, ProbePlacement
-from .anatomy import DEFAULT_STATION, LONG_NAMES, PhantomGeometry, distance_to_polyline
+from cryofield.config.meshspec import GAUGES, NerveTarget, Pocket, ProbePlacement
+from cryofield.mesh.anatomy import DEFAULT_STATION, LONG_NAMES, PhantomGeometry, distance_to_polyline
 
 #: Tissue a probe must leave between itself and a nerve, vessel, bone or another probe (mm): thinner
 #: slivers cannot be meshed with sound elements.

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import fem
-from .checks import signed_volumes
-from .core import Mesh
-from .io import UNIT_SCALE
-from .topology import TET_FACES
+from cryofield.fem import geometry as fem
+from cryofield.mesh.checks import signed_volumes
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.io import UNIT_SCALE
+from cryofield.mesh.topology import TET_FACES
 
 #: Pairs of faces (by the vertex they are opposite) that meet along each of the six edges.
 _FACE_PAIRS = np.array([[2, 3], [1, 3], [1, 2], [0, 3], [0, 2], [0, 1]])

@@ -1,11 +1,11 @@
 """Where a case's mesh comes from: a file, a generator or the occipital phantom; checked, in metres.
 
-:func:`load` builds the mesh a :class:`~cryofield.meshspec.MeshSpec` describes; each generator ``kind``
+:func:`load` builds the mesh a :class:`~cryofield.config.meshspec.MeshSpec` describes; each generator ``kind``
 has its function in :data:`GENERATE`. :func:`input_errors` is the one place where what the loaders raise
 (:class:`~.placement.Placement`, :class:`~.anatomy.AnatomyError`, read errors) becomes an
 :class:`~cryofield.errors.InputError` naming the case file and the key. :func:`mesh_of` loads a case's
 mesh. :func:`estimated_nodes` says how large a generated mesh will be before it is generated, so that
-:func:`load` refuses one far beyond this machine's memory (:mod:`cryofield.resources`).
+:func:`load` refuses one far beyond this machine's memory (:mod:`cryofield.config.resources`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import resources
-from ..errors import InputError
-from ..meshspec import (
+from cryofield.config import resources
+from cryofield.config.meshspec import (
     GAUGES,
     MeshSpec,
     PhantomSpec,
@@ -28,16 +27,17 @@ from ..meshspec import (
     SlabGenerator,
     SphereShellGenerator,
 )
-from . import generators
-from .anatomy import AnatomyError, PhantomGeometry
-from .checks import check_mesh
-from .core import Mesh
-from .io import UNIT_SCALE, read_mesh
-from .phantom import phantom_mesh
-from .placement import Placement, PocketPlacement
+from cryofield.errors import InputError
+from cryofield.mesh import generators
+from cryofield.mesh.anatomy import AnatomyError, PhantomGeometry
+from cryofield.mesh.checks import check_mesh
+from cryofield.mesh.core import Mesh
+from cryofield.mesh.io import UNIT_SCALE, read_mesh
+from cryofield.mesh.phantom import phantom_mesh
+from cryofield.mesh.placement import Placement, PocketPlacement
 
 if TYPE_CHECKING:
-    from ..case import Case
+    from cryofield.config.case import Case
 
 
 def _slab(gen: SlabGenerator, scale: float) -> Mesh:
@@ -49,10 +49,10 @@ def _sphere_octant_shell(gen: SphereShellGenerator, scale: float) -> Mesh:
                                           scale)
 
 
-#: The function that builds each generator ``kind`` of :data:`~cryofield.meshspec.GENERATOR_KINDS`:
+#: The function that builds each generator ``kind`` of :data:`~cryofield.config.meshspec.GENERATOR_KINDS`:
 #: ``(generator spec, scale of its lengths to metres) -> Mesh``.
 def _probe_in_medium(gen: ProbeInMediumGenerator, scale: float) -> Mesh:
-    from .medium import probe_in_medium
+    from cryofield.mesh.medium import probe_in_medium
 
     return probe_in_medium(gen, scale)
 
@@ -80,7 +80,7 @@ def load(spec: MeshSpec, *, base_dir: Path | str = ".", placements: dict[str, Pr
         The file ``spec`` came from, for messages.
     check_size
         Refuse a generated mesh (or phantom) whose run would not fit in the memory available now
-        (:func:`estimated_nodes`, :func:`cryofield.resources.run_memory`); ``--force`` turns it off.
+        (:func:`estimated_nodes`, :func:`cryofield.config.resources.run_memory`); ``--force`` turns it off.
 
     Raises
     ------
@@ -163,7 +163,7 @@ def estimated_nodes(spec: MeshSpec, placements: dict[str, ProbePlacement] | None
 
     Examples
     --------
-    >>> from cryofield.meshspec import MeshSpec
+    >>> from cryofield.config.meshspec import MeshSpec
     >>> estimated_nodes(MeshSpec(generate={"kind": "slab", "size": [1, 1, 1], "cells": [2, 3, 4]}))
     60.0
     """
@@ -175,7 +175,7 @@ def estimated_nodes(spec: MeshSpec, placements: dict[str, ProbePlacement] | None
         h = gen.size_inner + (gen.size_outer - gen.size_inner) * (r - r[0]) / (r[-1] - r[0])
         return float(np.trapezoid(np.pi / 2 * r**2 / h**3, r))
     if gen is not None and gen.kind == "probe_in_medium":
-        from .medium import estimated_nodes as medium_nodes
+        from cryofield.mesh.medium import estimated_nodes as medium_nodes
 
         return medium_nodes(gen)
     if spec.phantom is not None:

@@ -11,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import InputError
+from cryofield.backends import BACKEND_CHOICES
+from cryofield.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     sweep.add_argument("-o", "--output", type=Path, default=None, help="output directory (default results/NAME)")
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="join a running Dask scheduler (tcp://host:8786)")
     sweep.add_argument("--workers", type=int, help="workers of the local cluster (default: one per core)")
-    sweep.add_argument("--backend", choices=["auto", "cpu", "cuda"], help="override the sweep's backend")
+    sweep.add_argument("--backend", choices=BACKEND_CHOICES, help="override the sweep's backend")
     sweep.add_argument("--retries", type=int, help="reruns of a variant whose worker died (default: the sweep's)")
     sweep.add_argument("--ensemble-size", type=int, metavar="N",
                        help="most variants that share a mesh stepped together as one ensemble (1: never; "
@@ -46,8 +47,8 @@ def register(subparsers) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .execute import print_result, run_sweep
-    from .schema import load_sweep
+    from cryofield.sweep.execute import print_result, run_sweep
+    from cryofield.sweep.schema import load_sweep
 
     sweep = load_sweep(args.sweep)
     updates = {k: v for k, v in (("backend", args.backend), ("retries", args.retries),
@@ -72,8 +73,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
-    from .report import draw_report
-    from .uncertainty import format_probabilities
+    from cryofield.sweep.report import draw_report
+    from cryofield.sweep.uncertainty import format_probabilities
 
     directory = args.directory
     if not (directory / "summary.json").is_file() or not (directory / "results.parquet").is_file():

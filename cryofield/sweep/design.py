@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import Axis, LogNormal, Normal, SweepSpec, Uniform, _listed
+from cryofield.sweep.schema import Axis, LogNormal, Normal, SweepSpec, Uniform, _listed
 
 
 def design_points(spec: SweepSpec) -> list[dict[str, Any]]:

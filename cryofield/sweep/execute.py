@@ -29,12 +29,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputError
-from .schema import LocalClusterSpec, LocalCudaClusterSpec, SlurmClusterSpec, Sweep
-from .table import write_table
-from .uncertainty import format_probabilities, probabilities
-from .variants import Variant, expand
-from .worker import ROW_FILE, read_row, run_variants, write_row
+from cryofield.errors import InputError
+from cryofield.sweep.schema import LocalClusterSpec, LocalCudaClusterSpec, SlurmClusterSpec, Sweep
+from cryofield.sweep.table import write_table
+from cryofield.sweep.uncertainty import format_probabilities, probabilities
+from cryofield.sweep.variants import Variant, expand
+from cryofield.sweep.worker import ROW_FILE, read_row, run_variants, write_row
 
 SUMMARY = "summary.json"
 VARIANTS = "variants"
@@ -81,7 +81,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, scheduler: str | None = None
         For a variant that is not a valid case, an unusable output directory or cluster configuration;
         before anything runs.
     """
-    from ..runner import check_output_dir
+    from cryofield.run.runner import check_output_dir
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir).resolve()

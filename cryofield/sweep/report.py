@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .table import read_table
+from cryofield.sweep.table import read_table
 
 OUTCOME = "lesion_whole_mm"
 TEMPERATURES = [("nerve_min_temperature_C", "nerve", "tab:blue"), ("skin.min_temperature_C", "skin", "tab:orange"),

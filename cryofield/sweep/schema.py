@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import InputError
+from cryofield.backends import BACKEND_CHOICES
+from cryofield.errors import InputError
 
 #: A dotted path into a case: mapping keys and list indices (``protocol.0.duration``).
 PATH_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z0-9_][A-Za-z0-9_-]*))*")
@@ -247,9 +248,9 @@ class SweepSpec(Strict):
     samples: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     seed: Annotated[int, Field(ge=0)] | None = None
     axes: Annotated[list[Axis], Field(min_length=1)]
-    backend: Literal["auto", "cpu", "cuda"] | None = None
+    backend: Literal[BACKEND_CHOICES] | None = None  # the registry's names: one list of them
     retries: Annotated[int, Field(ge=0, le=100)] = 2
-    #: Most variants stepped together as one ensemble (:mod:`cryofield.ensemble`) when they share a mesh; 1: never.
+    #: Most variants stepped together as one ensemble (:mod:`cryofield.run.ensemble`) when they share a mesh; 1: never.
     ensemble_size: Annotated[int, Field(ge=1, le=4096)] = 64
     target_nerve: str | None = None
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
@@ -324,7 +325,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def parse_sweep(text: str, source: str = "<string>", base_dir: Path | str = ".") -> Sweep:
     """Validate a sweep given as YAML text (see :func:`load_sweep`)."""
-    from ..case import CaseLoader
+    from cryofield.config.case import CaseLoader
 
     try:
         data = yaml.load(text, Loader=CaseLoader)  # noqa: S506 (a SafeLoader)

@@ -2,7 +2,7 @@
 
 A path is followed through the base case as written; where the base case leaves a key out, the validated
 base case's value (its default) is copied in first, so ``mesh.phantom.anatomy.skin_thickness`` works on a
-case that never mentions ``anatomy``. Every variant goes through :func:`~cryofield.case.parse_case`
+case that never mentions ``anatomy``. Every variant goes through :func:`~cryofield.config.case.parse_case`
 before anything runs.
 
 Examples
@@ -29,10 +29,10 @@ from typing import Any
 
 import yaml
 
-from ..case import Case, parse_case
-from ..errors import InputError
-from .design import design_points
-from .schema import Sweep
+from cryofield.config.case import Case, parse_case
+from cryofield.errors import InputError
+from cryofield.sweep.design import design_points
+from cryofield.sweep.schema import Sweep
 
 #: How many invalid variants an error lists (the count says how many there are in all).
 MAX_LISTED = 5

@@ -1,7 +1,7 @@
 """What runs on a worker: one variant, start to finish, and its row of the results table.
 
 :func:`run_variant` validates the variant's case again (on the worker), runs it with
-:func:`~cryofield.runner.run_case` into its own directory without a progress bar or pictures, reads the
+:func:`~cryofield.run.runner.run_case` into its own directory without a progress bar or pictures, reads the
 clinical outcome off the run's summary (:func:`outcomes`) and writes the row to ``row.json`` atomically,
 last. A variant that fails by its own input (:class:`~cryofield.errors.InputError`: a probe that cannot be
 placed, unstable solver settings) or by any other error of the run gives a row with ``status: failed`` and
@@ -15,7 +15,7 @@ the worker; for an ensemble, the whole ensemble's), ``ensemble`` (how many varia
 
 * per nerve ``N``: ``nerve.N.min_temperature_C``, ``nerve.N.lesion_whole_LEVEL_mm`` and
   ``nerve.N.lesion_any_LEVEL_mm`` at each lesion level (``m20C`` is −20 °C; whole cross-section and any
-  part, :mod:`cryofield.clinical`), ``nerve.N.durable_block``;
+  part, :mod:`cryofield.outcomes.clinical`), ``nerve.N.durable_block``;
 * ``skin.min_temperature_C``, ``skin.froze``, ``skin.melanocyte_damage``; per vessel ``V``:
   ``vessel.V.min_temperature_C``, ``vessel.V.froze``, ``vessel.V.thrombosis_risk``;
 * ``volume_below_LEVEL_mm3``: the largest volume at or below each isotherm;
@@ -42,11 +42,11 @@ def run_variant(task: dict[str, Any]) -> dict[str, Any]:
     """Run one variant (``task`` from :func:`cryofield.sweep.execute.run_sweep`) and return its row.
 
     ``task`` keys: ``index``, ``key``, ``dir`` (its output directory), ``case_yaml``, ``source`` and
-    ``base_dir`` (for :func:`~cryofield.case.parse_case`), ``backend``, ``threads`` (solver threads, or
+    ``base_dir`` (for :func:`~cryofield.config.case.parse_case`), ``backend``, ``threads`` (solver threads, or
     None to leave them), ``target_nerve``, ``run`` (which run of the sweep command this is).
     """
-    from ..case import parse_case
-    from ..runner import run_case
+    from cryofield.config.case import parse_case
+    from cryofield.run.runner import run_case
 
     t0, row = time.perf_counter(), _start(task)
     try:
@@ -61,11 +61,11 @@ def run_variant(task: dict[str, Any]) -> dict[str, Any]:
 
 def run_variants(job: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run the variants of ``job`` (tasks as :func:`run_variant` takes) as one ensemble
-    (:func:`cryofield.ensemble.run_ensemble`); their rows. A variant that does not share the first one's
+    (:func:`cryofield.run.ensemble.run_ensemble`); their rows. A variant that does not share the first one's
     mesh after all runs on its own; one of bad input gets its failed row, as alone."""
-    from ..case import parse_case
-    from ..ensemble import run_ensemble
-    from ..errors import InputError
+    from cryofield.config.case import parse_case
+    from cryofield.errors import InputError
+    from cryofield.run.ensemble import run_ensemble
 
     if len(job) == 1:
         return [run_variant(job[0])]
@@ -105,7 +105,7 @@ def _start(task: dict[str, Any]) -> dict[str, Any]:
 def _finish(task: dict[str, Any], row: dict[str, Any], outcome: Any, t0: float) -> dict[str, Any]:
     """The row of a finished variant (``outcome``: its run's report, or the exception it failed with), written
     to its directory."""
-    from ..errors import InputError
+    from cryofield.errors import InputError
 
     if isinstance(outcome, InputError):
         row |= {"status": "failed", "error": outcome.message, "error_key": outcome.key}
@@ -131,8 +131,8 @@ def outcomes(summary: dict, target_nerve: str | None = None) -> dict[str, Any]:
     InputError
         When ``target_nerve`` is not one of the run's nerves.
     """
-    from ..errors import InputError
-    from ..runner import threshold_label
+    from cryofield.errors import InputError
+    from cryofield.run.runner import threshold_label
 
     t = summary["timings_s"]
     row: dict[str, Any] = {

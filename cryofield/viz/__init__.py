@@ -3,7 +3,7 @@
 Everything is drawn from the HDF5 result alone, off screen. See :func:`render_result`.
 """
 
-from .headless import RenderUnavailable
-from .render import Rendered, render_result
+from cryofield.viz.headless import RenderUnavailable
+from cryofield.viz.render import Rendered, render_result
 
 __all__ = ["RenderUnavailable", "Rendered", "render_result"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from cryofield.errors import InputError
 
 
 def has_mp4() -> bool:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .render import DEFAULT_SIZE, render_result
+from cryofield.viz.render import DEFAULT_SIZE, render_result
 
 
 def parse_size(text: str) -> tuple[int, int]:

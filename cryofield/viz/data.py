@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 import yaml
 
-from ..errors import CorruptResult, InputError
-from ..io.results import Result, read_result
-from ..roles import RoleTable, Thresholds
+from cryofield.errors import CorruptResult, InputError
+from cryofield.io.results import Result, read_result
+from cryofield.model.roles import RoleTable, Thresholds
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,9 @@ class VizResult:
 
     @cached_property
     def clinical(self) -> dict | None:
-        """The clinical reading of the result (:mod:`cryofield.clinical`), from its fields and role table:
+        """The clinical reading of the result (:mod:`cryofield.outcomes.clinical`), from its fields and role table:
         the same block as the run's JSON summary."""
-        from ..clinical import clinical_summary, damage_fraction
+        from cryofield.outcomes.clinical import clinical_summary, damage_fraction
 
         fields, limits = self.result.fields, self.thresholds
         if "min_temperature" not in fields:
@@ -253,14 +253,14 @@ class VizResult:
 
 
 def _label(level: float) -> str:
-    """The dataset name of a threshold, as the run writes it (:func:`cryofield.runner.threshold_label`)."""
+    """The dataset name of a threshold, as the run writes it (:func:`cryofield.run.runner.threshold_label`)."""
     return f"{'m' if level < 0 else 'p'}{abs(level):g}C"
 
 
 def _liquidus(name: str, tissue: dict | None) -> float:
     """The liquidus (°C) of a region's tissue as the stored case gives it (the default when it cannot say)."""
-    from ..case import TissueSpec
-    from ..materials import DEFAULT_LIQUIDUS
+    from cryofield.config.case import TissueSpec
+    from cryofield.model.materials import DEFAULT_LIQUIDUS
 
     try:
         return TissueSpec.model_validate({k: v for k, v in (tissue or {}).items() if v is not None}).material(

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..clinical import NerveLesion
-from ..roles import principal_axes
-from .data import VizResult
+from cryofield.model.roles import principal_axes
+from cryofield.outcomes.clinical import NerveLesion
+from cryofield.viz.data import VizResult
 
 #: A nerve whose direction is within this angle of the probe axis does not define a plane with it.
 MIN_PLANE_ANGLE_DEG = 20.0
@@ -98,7 +98,7 @@ def probe_axis(vr: VizResult) -> tuple[np.ndarray, np.ndarray, str]:
 
 def nerve_centrelines(vr: VizResult) -> dict[str, np.ndarray]:
     """The centreline (K, 3) of each nerve region, as the result's role table stores it (the mesh
-    metadata's, or one estimated when the run was set up; see :mod:`cryofield.roles`)."""
+    metadata's, or one estimated when the run was set up; see :mod:`cryofield.model.roles`)."""
     lines = vr.table.centrelines
     return {name: lines[name] for name in vr.table.regions_with("nerve") if name in lines}
 
@@ -310,7 +310,7 @@ def cut_triangles(points: np.ndarray, triangles: np.ndarray, plane: Plane) -> np
 
 
 class NerveLength(NerveLesion):
-    """:class:`cryofield.clinical.NerveLesion` for a result's nerves, along their stored centrelines."""
+    """:class:`cryofield.outcomes.clinical.NerveLesion` for a result's nerves, along their stored centrelines."""
 
     def __init__(self, vr: VizResult):
         names = [vr.result.region_names[r] for r in vr.regions_with("nerve")]

@@ -14,10 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..roles import THRESHOLDS, Thresholds
-from .data import VizResult
-from .geometry import NerveLength
-from .roles import STYLES, isotherm_colours, level_label, size_scale
+from cryofield.model.roles import THRESHOLDS, Thresholds
+from cryofield.viz.data import VizResult
+from cryofield.viz.geometry import NerveLength
+from cryofield.viz.roles import STYLES, isotherm_colours, level_label, size_scale
 
 MM = 1e3
 
@@ -123,7 +123,7 @@ ICEBALL_PANELS = ("Ice ball: width (solid) and length (dashed)", "Ice ball: reac
 
 def _iceball(shape_ax, tip_ax, vr: VizResult) -> None:
     """Per isotherm, each posed probe's ice-ball width at mid active length and length along it; the reach
-    beyond its tip (:mod:`cryofield.iceball`)."""
+    beyond its tip (:mod:`cryofield.run.iceball`)."""
     colours = isotherm_colours(vr.levels)
     for name, series in vr.result.iceball.items():
         for k, level in enumerate(float(v) for v in series["levels"]):

@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ..errors import CorruptResult
-from ..io.resultset import OutputLock, ResultSetError, Staging, check_file, publish
-from .animate import animation_format, write_animation
-from .data import VizResult
-from .geometry import NerveLength, ultrasound_plane
-from .headless import RenderUnavailable
-from .plots import nerve_figure, timeseries_figure
-from .scene import Scene3D, scene_figure
-from .slice import SliceView
+from cryofield.errors import CorruptResult
+from cryofield.io.resultset import OutputLock, ResultSetError, Staging, check_file, publish
+from cryofield.viz.animate import animation_format, write_animation
+from cryofield.viz.data import VizResult
+from cryofield.viz.geometry import NerveLength, ultrasound_plane
+from cryofield.viz.headless import RenderUnavailable
+from cryofield.viz.plots import nerve_figure, timeseries_figure
+from cryofield.viz.scene import Scene3D, scene_figure
+from cryofield.viz.slice import SliceView
 
 DEFAULT_SIZE = (1200, 900)
 

@@ -1,7 +1,7 @@
 """How each region role is drawn (colour, opacity, label), the isotherm colours and legend texts.
 
 The roles themselves are decided once, when the run is set up, and stored in the result
-(:mod:`cryofield.roles`); the pictures read them from there (:attr:`cryofield.viz.data.VizResult.roles`).
+(:mod:`cryofield.model.roles`); the pictures read them from there (:attr:`cryofield.viz.data.VizResult.roles`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
 
-from ..roles import THRESHOLDS, Thresholds
+from cryofield.model.roles import THRESHOLDS, Thresholds
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class RoleStyle:
     label: str
 
 
-#: The style of each role of :data:`cryofield.roles.ROLES`.
+#: The style of each role of :data:`cryofield.model.roles.ROLES`.
 STYLES: dict[str, RoleStyle] = {
     "skin": RoleStyle("#d9a184", 0.16, "skin"),
     "fat": RoleStyle("#efd58a", 0.10, "fat"),

@@ -18,11 +18,27 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
-from ..roles import THRESHOLDS, Thresholds
-from .data import VizResult
-from .geometry import NerveLength, Plane, centroids, probe_axis, skin_direction, ultrasound_plane, unique_rows
-from .headless import ensure_render_context
-from .roles import PROBE_COLOUR, SHAFT_COLOUR, STRUCTURES, STYLES, isotherm_colours, level_label, size_scale
+from cryofield.model.roles import THRESHOLDS, Thresholds
+from cryofield.viz.data import VizResult
+from cryofield.viz.geometry import (
+    NerveLength,
+    Plane,
+    centroids,
+    probe_axis,
+    skin_direction,
+    ultrasound_plane,
+    unique_rows,
+)
+from cryofield.viz.headless import ensure_render_context
+from cryofield.viz.roles import (
+    PROBE_COLOUR,
+    SHAFT_COLOUR,
+    STRUCTURES,
+    STYLES,
+    isotherm_colours,
+    level_label,
+    size_scale,
+)
 
 MM = 1e3  # the scene is built in millimetres
 SUPERSAMPLE = 2  # rendered at twice the size and reduced: smooth edges where multisampling cannot be used

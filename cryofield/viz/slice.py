@@ -16,9 +16,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from matplotlib.tri import Triangulation
 
-from .data import VizResult
-from .geometry import Plane, cut_mesh, cut_triangles, ultrasound_plane
-from .roles import (
+from cryofield.viz.data import VizResult
+from cryofield.viz.geometry import Plane, cut_mesh, cut_triangles, ultrasound_plane
+from cryofield.viz.roles import (
     PROBE_COLOUR,
     SHAFT_COLOUR,
     STRUCTURES,

@@ -1,0 +1,1 @@
+"""Running a case: planning, the driver loop, observers, checkpoints, guards and ensembles."""
