@@ -22,8 +22,8 @@ from cryofield.config.case import Case
 from cryofield.model.schedule import build_schedule
 from cryofield.problem.assemble import Problem
 from cryofield.run.driver import Timeline, drive
-from cryofield.run.observers import TemperatureRecorder
-from cryofield.run.runner import prepare
+from cryofield.run.observers.temperature import TemperatureRecorder
+from cryofield.run.plan import prepare
 from cryofield.timestepping.control import StepStats
 from cryofield.version import __version__
 

@@ -23,7 +23,7 @@ import numpy as np
 from cryofield.backends import get_backend
 from cryofield.config.case import load_case
 from cryofield.kernels import bodies as kernels
-from cryofield.run.runner import prepare
+from cryofield.run.plan import prepare
 from cryofield.timestepping.stepper import Ensemble, Stepper
 
 from .common import REPO, markdown_table

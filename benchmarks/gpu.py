@@ -55,7 +55,8 @@ accuracy
     freeze-thaw block at ``--accuracy-cells`` (temperatures, minimum temperature, time below -20 and
     -40 C, ice and injury volumes).
 
-Bytes per RKL stage and per step: :func:`cryofield.kernels.bodies.stage_bytes` and :func:`cryofield.kernels.bodies.step_bytes`
+Bytes per RKL stage and per step: :func:`cryofield.kernels.bodies.stage_bytes` and
+:func:`cryofield.kernels.bodies.step_bytes`
 (148 E + 125 N bytes a stage in float64, 92 E + 69 N in float32).
 """
 

@@ -15,7 +15,7 @@ from cryofield.fem.geometry import gradients_and_volumes
 from cryofield.fem.metrics import volumes_below
 from cryofield.kernels import pointwise
 from cryofield.model.materials import build_tables, maximum_conductivity, minimum_capacity
-from cryofield.run.runner import prepare
+from cryofield.run.plan import prepare
 
 from .verification import fill_case
 

@@ -3,7 +3,7 @@
 Each experiment is a case under ``cases/validation/`` whose description says where the numbers come from,
 what was measured and what had to be assumed (and why). The suite runs each case as published in the
 repository (axisymmetric), reads the quantity the paper reports from the run's ice-ball metrics
-(:mod:`cryofield.run.iceball`: width at mid active length, length along the probe, per isotherm) and prints
+(:mod:`cryofield.run.observers.iceball`: width at mid active length, length along the probe, per isotherm) and prints
 predicted against measured with the difference. Agreement is reported, not tuned: no parameter is fitted.
 
 What the abstracts leave open is run as a range, not chosen: Littrup et al. report averages over phantoms at

@@ -148,7 +148,7 @@ def _report_pictures(report) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from cryofield.config.case import load_case
-    from cryofield.run.runner import estimate, prepare
+    from cryofield.run.plan import estimate, prepare
     from cryofield.timestepping.rkl2 import rkl2_stages
     from cryofield.timestepping.schemes import SCHEMES
 

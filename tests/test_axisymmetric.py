@@ -23,9 +23,9 @@ from cryofield.fem.metrics import corner_radii, volumes_below
 from cryofield.mesh import Mesh
 from cryofield.mesh.checks import check_mesh
 from cryofield.run.driver import drive
-from cryofield.run.iceball import IceBallRecorder
-from cryofield.run.observers import MetricsRecorder
-from cryofield.run.runner import prepare
+from cryofield.run.observers.iceball import IceBallRecorder
+from cryofield.run.observers.metrics import MetricsRecorder
+from cryofield.run.plan import prepare
 
 CASE = """
 name: NAME

@@ -16,8 +16,10 @@ from cryofield.config.case import case_to_yaml, parse_case
 from cryofield.errors import EXIT_INTERRUPTED, InputError
 from cryofield.run import checkpoint
 from cryofield.run.driver import Observer, drive
-from cryofield.run.observers import DoseTracker, MetricsRecorder, OutOfRange, RangeGuard
-from cryofield.run.runner import prepare
+from cryofield.run.observers.dose import DoseTracker
+from cryofield.run.observers.metrics import MetricsRecorder
+from cryofield.run.observers.range_guard import OutOfRange, RangeGuard
+from cryofield.run.plan import prepare
 from cryofield.timestepping.control import BlowUp
 
 CASE = """
@@ -92,6 +94,71 @@ def test_a_run_resumed_from_a_checkpoint_is_bit_identical(tmp_path, precision, s
     resumed = final(drive(plan.timeline, plan.stepper("cpu"), [*observers, Observer()], resume=saved), observers)
     for key, value in reference.items():
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def _stopped_run(tmp_path, case, stop_at: int = 7):
+    """A run of ``case`` stopped (with a checkpoint) after ``stop_at`` steps; returns the checkpoint's path."""
+    plan = prepare(case)
+    saving = checkpoint.Checkpointing(tmp_path / "ckpt.checkpoint.h5", identity(plan))
+    with pytest.raises(checkpoint.Interrupted):
+        drive(plan.timeline, plan.stepper("cpu"), [*observers_for(plan), StopAfter(saving, stop_at)], saving)
+    return saving.path
+
+
+def _resumed(case, path, order=slice(None)) -> dict:
+    """The final state of ``case`` resumed from the checkpoint at ``path``, its observers listed in ``order``."""
+    plan = prepare(case)
+    observers = observers_for(plan)
+    drive_list = [*observers, Observer()][order]
+    return final(drive(plan.timeline, plan.stepper("cpu"), drive_list, resume=checkpoint.load(path, identity(plan))),
+                 observers)
+
+
+def test_a_checkpoint_keeps_each_observers_state_under_its_name_whatever_the_order(tmp_path):
+    case = parse_case(CASE % "float64")
+    plan = prepare(case)
+    observers = observers_for(plan)
+    reference = final(drive(plan.timeline, plan.stepper("cpu"), observers), observers)
+    path = _stopped_run(tmp_path, case)
+    with h5py.File(path) as f:
+        assert sorted(f["observers"]) == ["dose", "metrics", "observer"] and f.attrs["format_version"] == 2
+    resumed = _resumed(case, path, slice(None, None, -1))  # listed the other way round: found by name
+    for key, value in reference.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_a_checkpoint_with_positional_observer_names_still_resumes(tmp_path):
+    """Format version 1 named the groups ``NN_ClassName`` by position; each goes to the observer of its class."""
+    case = parse_case(CASE % "float64")
+    plan = prepare(case)
+    observers = observers_for(plan)
+    reference = final(drive(plan.timeline, plan.stepper("cpu"), observers), observers)
+    path = _stopped_run(tmp_path, case)
+    with h5py.File(path, "r+") as f:  # as format version 1 wrote it
+        for i, (name, cls) in enumerate([("dose", "DoseTracker"), ("metrics", "MetricsRecorder"),
+                                         ("observer", "StopAfter")]):
+            f["observers"].move(name, f"{i:02d}_{cls}")
+        f.attrs["format_version"] = 1
+    resumed = _resumed(case, path, slice(None, None, -1))
+    for key, value in reference.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_a_checkpoint_without_an_observers_state_is_refused(tmp_path):
+    case = parse_case(CASE % "float64")
+    path = _stopped_run(tmp_path, case)
+    with h5py.File(path, "r+") as f:
+        del f["observers/metrics"]
+    with pytest.raises(InputError, match="no state of the observer 'metrics'") as info:
+        _resumed(case, path)
+    assert info.value.key == "--resume"
+
+
+def test_observers_that_share_a_name_cannot_be_checkpointed(tmp_path):
+    plan = prepare(parse_case(CASE % "float64"))
+    saving = checkpoint.Checkpointing(tmp_path / "c.h5", identity(plan), simulated_interval=2.0)
+    with pytest.raises(ValueError, match="observers share the name 'observer'"):
+        drive(plan.timeline, plan.stepper("cpu"), [Observer(), Observer()], saving)
 
 
 def test_periodic_checkpoints_replace_each_other_atomically(tmp_path):

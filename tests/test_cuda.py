@@ -173,7 +173,7 @@ def float32_difference() -> float:
 def _parity_run(plan, backend, adaptive: bool) -> dict[str, np.ndarray]:
     """Drive ``plan`` on ``backend`` (same steps as every other run unless ``adaptive``): final T, dose fields."""
     from cryofield.run.driver import drive
-    from cryofield.run.observers import DoseTracker
+    from cryofield.run.observers.dose import DoseTracker
 
     control = plan.control()
     if not adaptive:
@@ -191,7 +191,7 @@ def parity(cells: int, freeze: float, thaw: float) -> dict:
     the largest differences of the final temperature, the minimum temperature (K) and time below (s)."""
     from cryofield.backends.cuda.backend import CudaBackend
     from cryofield.backends.cuda.exact import exact_support
-    from cryofield.run.runner import prepare
+    from cryofield.run.plan import prepare
 
     text = PARITY_CASE.replace("CELLS", str(cells)).replace("FREEZE", f"{freeze:g}").replace("THAW", f"{thaw:g}")
     plan = prepare(parse_case(text))

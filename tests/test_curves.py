@@ -10,7 +10,7 @@ from cryofield.errors import InputError
 from cryofield.model.curves import Curve
 from cryofield.run.driver import Observer, drive
 from cryofield.run.guards import physical_range
-from cryofield.run.runner import prepare
+from cryofield.run.plan import prepare
 
 CASE = """
 mesh: {generate: {kind: slab, size: [4, 3, 3], cells: [6, 3, 3]}, units: mm}

@@ -13,7 +13,8 @@ from cryofield.backends import get_backend
 from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.run.ensemble import drive_ensemble, run_ensemble, split_for_memory
-from cryofield.run.runner import prepare, run_case
+from cryofield.run.plan import prepare
+from cryofield.run.runner import run_case
 from cryofield.timestepping.stepper import Ensemble
 
 BASE = """

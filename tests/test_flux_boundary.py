@@ -9,7 +9,7 @@ from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
 from cryofield.problem.assemble import build_problem
 from cryofield.problem.steady import steady_state
-from cryofield.run.runner import prepare
+from cryofield.run.plan import prepare
 from cryofield.timestepping.stepper import Stepper
 
 SLAB = """

@@ -8,7 +8,7 @@ import pytest
 from cryofield.config.case import parse_case
 from cryofield.mesh.sources import mesh_of
 from cryofield.problem.assemble import build_problem
-from cryofield.run.iceball import IceBallRecorder
+from cryofield.run.observers.iceball import IceBallRecorder
 
 BLOCK = """
 mesh: {generate: {kind: slab, size: [12, 12, 12], cells: [30, 30, 30]}, units: mm}
@@ -42,4 +42,4 @@ def test_a_spherical_ice_ball_measures_its_diameter_everywhere():
 def test_probes_without_a_pose_are_not_measured():
     case = parse_case(BLOCK)
     recorder = IceBallRecorder(build_problem(case, mesh_of(case)), [-20.0])
-    assert recorder.lines == {} and recorder.summary() == {}
+    assert recorder.lines == {} and recorder.largest() == {} and recorder.summary(None) is None

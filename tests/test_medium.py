@@ -8,7 +8,7 @@ import pytest
 from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.sources import estimated_nodes, mesh_of
-from cryofield.run.runner import prepare
+from cryofield.run.plan import prepare
 
 CASE = """
 mesh:
@@ -57,7 +57,7 @@ def test_a_needle_in_agar_is_meshed_tagged_and_graded(symmetry, fraction):
 
 def test_the_ice_ball_of_a_quarter_mesh_is_measured_whole():
     from cryofield.run.driver import drive
-    from cryofield.run.iceball import IceBallRecorder
+    from cryofield.run.observers.iceball import IceBallRecorder
 
     plan = prepare(parse_case(CASE.replace("SYMMETRY", "quarter")))
     recorder = IceBallRecorder(plan.problem, [0.0, -20.0])

@@ -12,7 +12,7 @@ from benchmarks.verification import FREEZING_TISSUE
 from cryofield.config.case import parse_case
 from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
-from cryofield.run.runner import nodal_radii, prepare
+from cryofield.run.plan import nodal_radii, prepare
 from cryofield.timestepping.multirate import levels_from_cuts, plan_levels, rkc_rows, rkc_stages
 
 

@@ -17,6 +17,7 @@ from cryofield.mesh import write_mesh
 from cryofield.mesh.checks import check_mesh
 from cryofield.mesh.generators import sphere_octant_shell
 from cryofield.model.roles import ROLES
+from cryofield.run import plan as run_plan
 from cryofield.run import runner
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
@@ -77,7 +78,7 @@ def shell_result(tmp_path_factory) -> Path:
     (work / "case.yaml").write_text(SHELL_CASE)
     case = load_case(work / "case.yaml")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "mesh_of", lambda c, **kw: check_mesh(shell_mesh(), "m"))
+        patch.setattr(run_plan, "mesh_of", lambda c, **kw: check_mesh(shell_mesh(), "m"))
         report = runner.run_case(case, work / "out", backend="cpu", progress=False)
     moved = tmp_path_factory.mktemp("moved") / "shell.h5"  # results render without the case or the mesh file
     shutil.copy(report.paths["h5"], moved)

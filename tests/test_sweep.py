@@ -17,9 +17,9 @@ import yaml
 
 from cryofield.cli import main
 from cryofield.errors import InputError
-from cryofield.sweep.design import design_points
+from cryofield.sweep.design import ROWS, design_points
 from cryofield.sweep.execute import local_cluster, run_sweep, slurm_cluster, slurm_kwargs
-from cryofield.sweep.schema import LocalClusterSpec, SweepSpec, load_sweep, parse_sweep
+from cryofield.sweep.schema import DESIGNS, LocalClusterSpec, SweepSpec, load_sweep, parse_sweep
 from cryofield.sweep.table import read_table
 from cryofield.sweep.uncertainty import probabilities
 from cryofield.sweep.variants import expand
@@ -206,6 +206,10 @@ axes:
     assert variants[0].case.tissues["skin"].perfusion == 0.001 and variants[0].case.tissues["skin"].library == "skin"
     assert variants[0].case.probes[0].placement.target.gap == 0.3
     assert variants[0].key != variants[1].key and len(variants[0].key) == 16
+
+
+def test_every_design_the_schema_accepts_has_rows():
+    assert sorted(ROWS) == sorted(DESIGNS)
 
 
 def test_sampled_designs_are_seeded_bounded_and_stratified():

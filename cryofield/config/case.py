@@ -58,6 +58,7 @@ from cryofield.model.materials import (
     aqueous_entry,
 )
 from cryofield.model.quantities import Duration, Temperature
+from cryofield.model.roles import Role
 from cryofield.timestepping.schemes import SCHEMES
 
 
@@ -70,7 +71,7 @@ class TissueSpec(Strict):
     library: str | None = None
     #: What the region is for the clinical summary and the pictures; unset, the library entry or the region's
     #: name decides (see :mod:`cryofield.model.roles`).
-    role: Literal["skin", "fat", "muscle", "bone", "nerve", "artery", "tissue"] | None = None
+    role: Role | None = None
     density: Annotated[float, Field(ge=100, le=25000)] | None = None
     specific_heat: Annotated[float, Field(ge=100, le=10000)] | None = None
     conductivity: Annotated[float, Field(gt=0, le=100)] | None = None

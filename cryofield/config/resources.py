@@ -9,8 +9,8 @@ simple and on the low side (they refuse what clearly cannot finish, not what mig
   (the timeline's segments and the metric rows), against the memory available now (``MemAvailable``);
 * work: nodes x steps x operator applications per step, where steps is at least duration / largest step
   (and one per output time) and RKL2 needs :func:`~cryofield.timestepping.rkl2.rkl2_stages` applications per step
-  of the largest step; refused above :data:`WORK_LIMIT` node-applications (about an hour and a half at
-  the 2e7 DOF-steps/s of ``benchmarks/baseline`` on the CPU, minutes on a GPU; the main job needs 2e8);
+  of the largest step; refused above :data:`WORK_LIMIT` node-applications (what that means in wall time
+  at the measured throughputs: benchmarks/README.md, "Performance");
 * output: the snapshots uncompressed (nodes x fields x 8 bytes each) against the free space of ``-o``.
 """
 
@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Memory (bytes) a run needs per mesh node, measured on generated slabs (about 4 kB; see the module doc).
+#: Memory (bytes) a run needs per mesh node, measured on generated slabs (see the module doc).
 BYTES_PER_NODE = 4000
 #: Memory (bytes) per output time: a timeline segment and a row of metrics.
 BYTES_PER_OUTPUT = 1000

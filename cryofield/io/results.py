@@ -14,7 +14,8 @@ Layout (all SI, temperatures °C)::
                           points (r, 0, z), surfaces (F, 2) segments; ParaView's Rotational Extrusion
                           turns it into the solid
     /roles                attrs: roles (JSON: each region's role, nerve and artery centrelines and where
-                                 they came from, the clinical thresholds; see cryofield.model.roles.RoleTable)
+                                 they came from, the clinical thresholds; see cryofield.model.roles.RoleTable),
+                                 liquidus, targets (JSON: the clinical inputs, cryofield.outcomes.inputs)
     /snapshots/time       (S,) s            /snapshots/phase (S,)
     /snapshots/FIELD/i    (N,) one dataset per snapshot (temperature, liquid_fraction, enthalpy)
     /fields/min_temperature (N,)            /fields/time_below_m20C (N,) s below -20 °C (one per threshold)
@@ -43,11 +44,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cryofield.io.resultset import check_file
+from cryofield.io.resultset import RUN_FILES, check_file
 from cryofield.model.roles import RoleTable
+from cryofield.outcomes.inputs import ClinicalInputs
 
 FORMAT = "cryofield-result"
-FORMAT_VERSION = 2  # 2: the /roles table
+FORMAT_VERSION = 3  # 2: the /roles table; 3: the clinical inputs beside it (version 2 still reads)
 
 
 #: The element dataset of ``/mesh``: tetrahedra, or an axisymmetric run's r-z triangles.
@@ -61,7 +63,7 @@ def cell_dataset(cells) -> str:
 
 def result_paths(out_dir: Path, name: str) -> dict[str, Path]:
     """Where a run named ``name`` writes its files."""
-    return {"h5": out_dir / f"{name}.h5", "xdmf": out_dir / f"{name}.xdmf", "json": out_dir / f"{name}.json"}
+    return {kind: out_dir / f"{name}{suffix}" for kind, suffix in RUN_FILES.items()}
 
 
 class ResultWriter:
@@ -96,9 +98,12 @@ class ResultWriter:
         for name, nodes in probes.items():
             p.create_dataset(name, data=np.asarray(nodes, np.int64))
 
-    def write_roles(self, table: RoleTable) -> None:
-        """Store the regions' roles, centrelines and thresholds (decided once, when the run is set up)."""
-        self.file.create_group("roles").attrs["roles"] = table.to_json()
+    def write_roles(self, table: RoleTable, inputs: ClinicalInputs) -> None:
+        """Store the regions' roles, centrelines and thresholds (decided once, when the run is set up) and the
+        clinical reading's other inputs (built once from the plan)."""
+        group = self.file.create_group("roles")
+        group.attrs["roles"] = table.to_json()
+        group.attrs.update(inputs.to_attrs())
 
     def write_snapshot(self, time: float, phase: int, fields: dict[str, np.ndarray]) -> None:
         for name, values in fields.items():
@@ -159,9 +164,11 @@ class Result:
     case_yaml: str
     metadata: dict
     roles: RoleTable
+    #: What the clinical reading needs besides the fields (stored by the run; a version-2 file's from its case).
+    clinical_inputs: ClinicalInputs
     #: The manifest of the result set the file belongs to, None for a file on its own.
     manifest: dict | None = None
-    #: Per probe with a pose, the ice-ball shape over time (:mod:`cryofield.run.iceball`): time, width_mm, ...
+    #: Per probe with a pose, the ice-ball shape over time (:mod:`cryofield.run.observers.iceball`): time, width_mm, ...
     iceball: dict = field(default_factory=dict)
 
     def snapshot(self, index: int, field: str = "temperature") -> np.ndarray:
@@ -191,16 +198,20 @@ def read_result(path: str | Path) -> Result:
         roles = RoleTable.from_json(f["roles"].attrs["roles"])
         if list(roles.roles) != region_names:
             raise ValueError(f"{path}: the /roles table does not list the mesh's regions")
+        surfaces = {k: v[()] for k, v in m["surfaces"].items()}
+        case_yaml = f["case"][()].decode()
+        inputs = ClinicalInputs.from_attrs(f["roles"].attrs, surfaces, roles) if "liquidus" in f["roles"].attrs \
+            else ClinicalInputs.from_case(case_yaml, region_names, surfaces, roles)
         return Result(
             path=path, attrs=dict(f.attrs), points=m["points"][()], tets=m[next(k for k in CELLS if k in m)][()],
             region_id=m["region_id"][()],
             region_names=region_names,
-            surfaces={k: v[()] for k, v in m["surfaces"].items()}, probes={k: v[()] for k, v in m["probes"].items()},
+            surfaces=surfaces, probes={k: v[()] for k, v in m["probes"].items()},
             snapshot_times=f["snapshots/time"][()], snapshot_phases=f["snapshots/phase"][()],
             fields={k: v[()] for k, v in f["fields"].items()},
             metrics={k: v[()] for k, v in f["metrics"].items()}, metric_attrs=dict(f["metrics"].attrs),
-            case_yaml=f["case"][()].decode(), metadata=json.loads(m.attrs.get("metadata", "{}")),
-            roles=roles, manifest=manifest,
+            case_yaml=case_yaml, metadata=json.loads(m.attrs.get("metadata", "{}")),
+            roles=roles, clinical_inputs=inputs, manifest=manifest,
             iceball={name: {k: v[()] for k, v in g.items()} | {"levels": g.attrs["levels"]}
                      for name, g in f["iceball"].items()} if "iceball" in f else {},
         )

@@ -79,9 +79,14 @@ def manifest_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / f"{name}.manifest.json"
 
 
+#: The files of a run's result set besides its pictures, kind -> suffix of ``NAME`` (the one table of them;
+#: the manifest is written when the set is published).
+RUN_FILES = {"h5": ".h5", "xdmf": ".xdmf", "json": ".json"}
+
+
 def set_names(name: str) -> list[str]:
     """The file names a run of ``name`` writes (the manifest not included)."""
-    return [f"{name}.h5", f"{name}.xdmf", f"{name}.json"] + [f"{name}_{kind}.png" for kind in PICTURE_KINDS]
+    return [f"{name}{suffix}" for suffix in RUN_FILES.values()] + [f"{name}_{kind}.png" for kind in PICTURE_KINDS]
 
 
 def staging_pattern(name: str) -> re.Pattern:

@@ -88,7 +88,8 @@ def element_flux_at(e, b, T, tets, edge_coef, elem_mat, n_mat, k_T, k_k, k_n, fl
     """flux[e, a] = -k_e sum_{b != a} K_ab (T_b - T_a): heat flow (W) into local node a of element e, variant b.
 
     Element e is a tetrahedron, or an r-z triangle of an axisymmetric mesh when its fourth corner is -1
-    (the same equation with its three nodes and the r-weighted K_ab of :func:`cryofield.fem.geometry.edge_coefficients`).
+    (the same equation with its three nodes and the r-weighted K_ab of
+    :func:`cryofield.fem.geometry.edge_coefficients`).
 
     Geometry (``tets``, ``edge_coef``, ``elem_mat``) is shared; variant b's tissues are materials
     ``elem_mat[e] + b * n_mat`` of the tables, its temperatures and flows are at :func:`at` addresses.

@@ -9,7 +9,7 @@ triangles, boundary segments), the needles' half-profiles (:func:`.generators.ne
 the rectangle ``[0, radius] x [0, height]``. Tags: region ``medium``; surfaces ``NAME_active`` (the rounded
 tip and the active length) and ``NAME_shaft`` of every needle, ``top``, ``bottom``, ``side`` and, in
 quarter symmetry, ``symmetry`` (axisymmetric: ``axis``). The needles' poses (metres) go to the
-mesh metadata, as the phantom's do, so that the ice-ball shape is measured (:mod:`cryofield.run.iceball`)
+mesh metadata, as the phantom's do, so that the ice-ball shape is measured (:mod:`cryofield.run.observers.iceball`)
 and a controlled probe's tip sensor found. Meshes are cached by the generator's keys
 (:mod:`.cache`).
 """

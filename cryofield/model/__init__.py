@@ -1,1 +1,2 @@
-"""The physics a case names: quantities and curves, materials and their laws, roles and thresholds, the protocol schedule, and the boundary and device models."""
+"""What a case can name: quantities and curves, the tissue library and its laws, region roles and clinical
+thresholds, the protocol schedule, and the boundary and device models (``boundaries``)."""

@@ -147,6 +147,17 @@ class Thresholds:
         return cls(**values)
 
 
+def threshold_label(level: float) -> str:
+    """The name of a temperature threshold in dataset and column names: -20 -> ``m20C``, 10 -> ``p10C``.
+
+    Examples
+    --------
+    >>> threshold_label(-20.0), threshold_label(10)
+    ('m20C', 'p10C')
+    """
+    return f"{'m' if level < 0 else 'p'}{abs(level):g}C"
+
+
 #: The thresholds every run is judged by (unless the case's ``clinical`` section changes them).
 THRESHOLDS = Thresholds()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from cryofield.outcomes.summary import ClinicalSummary, RunSummary
+
 
 def print_summary(report) -> None:
     """Print where the results are and what the freeze did, region by region."""
-    s = report.summary
+    s: RunSummary = report.summary
     print(f"\n{s['case']}: {s['nodes']} nodes, {s['simulated_time_s']:g} s simulated on {s['backend']} "
           f"({s['device']}; {s['backend_chosen_by']}), {s['time_step']['steps']} steps, "
           f"{s['throughput']['dof_steps_per_s'] / 1e6:.2f} M DOF-steps/s")
@@ -28,7 +30,7 @@ def print_summary(report) -> None:
         print(f"{kind}: {path}")
 
 
-def print_clinical(c: dict) -> None:
+def print_clinical(c: ClinicalSummary) -> None:
     """Per nerve: minimum temperature, time at the injury level, lesion lengths, injury grades, durable block
     and recovery forecast; skin, vessel-wall safety; off-target frozen and damaged volumes
     (see :mod:`cryofield.outcomes.clinical`)."""
@@ -85,7 +87,7 @@ def print_clinical(c: dict) -> None:
 
 
 def print_devices(devices: dict) -> None:
-    """One line per device model: what it is and what it did (see :mod:`cryofield.model.boundaries.devices`)."""
+    """One line per device model: what it is and what it did (the models of :mod:`cryofield.model.boundaries`)."""
     print("devices:")
     for name, d in devices.items():
         kind = d.get("model", "")

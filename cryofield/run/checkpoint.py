@@ -2,11 +2,15 @@
 
 A checkpoint (``DIR/NAME.checkpoint.h5``) holds everything that determines the rest of the run: the
 stepper's enthalpy, temperature, time, step size and counters; each observer's state (dose trackers, the
-metric rows and the snapshots written so far); each boundary model's state (controllers); the protocol
-phase in force. ``cryofield run CASE -o DIR --resume`` rebuilds the run from the case, checks the
-checkpoint's fingerprint (the validated case, the mesh, the cryofield version, the backend and the
-precision) and continues from it; with the same backend and precision the result is bit-identical to an
-uninterrupted run, because the stepper takes the very same steps from the very same arrays.
+metric rows and the snapshots written so far) under the observer's name, ``observers/<name>``; each boundary
+model's state (controllers); the protocol phase in force. A checkpoint of format version 1 named the
+observers' groups by position and class, ``observers/NN_ClassName``; it still resumes, each group going
+to the observer of that class (:meth:`Saved.observer_states`).
+
+``cryofield run CASE -o DIR --resume`` rebuilds the run from the case, checks the checkpoint's fingerprint
+(the validated case, the mesh, the cryofield version, the backend and the precision) and continues from it;
+with the same backend and precision the result is bit-identical to an uninterrupted run, because the
+stepper takes the very same steps from the very same arrays.
 
 When: ``outputs.checkpoint_interval`` (``wall`` seconds and/or ``simulated`` seconds, whichever comes
 first), and always when the run is asked to stop (SIGTERM, SIGINT): the checkpoint is written at the next
@@ -35,17 +39,38 @@ from cryofield.errors import InputError, Interrupted, OutputFailed
 from cryofield.version import __version__
 
 FORMAT = "cryofield-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: observers' groups by name (1: by position and class, NN_ClassName)
+
+
 @dataclass
 class Saved:
     """A checkpoint read back: what :func:`cryofield.run.driver.drive` needs to resume."""
 
     stepper: dict
-    observers: list[dict]
+    #: Each observer's state by its group's name: the observer's name (format version 1: ``NN_ClassName``).
+    observers: dict[str, dict]
     boundaries: list[dict]
     phase: int
     timings: dict[str, float]
     path: Path
+    format_version: int = FORMAT_VERSION
+
+    def observer_states(self, observers: Sequence) -> list[dict | None]:
+        """The saved state of each of ``observers`` (None where the checkpoint has none).
+
+        By name; in a checkpoint of format version 1, by class: the groups ``NN_ClassName`` go, in the order
+        they were written, to the observers of that class in the order given.
+        """
+        if self.format_version >= 2:
+            return [self.observers.get(observer.name) for observer in observers]
+        by_class: dict[str, list[dict]] = {}
+        for group in sorted(self.observers):  # NN_ is the position it was written at
+            by_class.setdefault(group.partition("_")[2], []).append(self.observers[group])
+        return [_take_first(by_class.get(type(observer).__name__, [])) for observer in observers]
+
+
+def _take_first(states: list[dict]) -> dict | None:
+    return states.pop(0) if states else None
 
 
 def fingerprint(case_yaml: str, points: np.ndarray, tets: np.ndarray, backend: str, precision: str) -> dict:
@@ -116,6 +141,7 @@ class Checkpointing:
 
     def save(self, run, observers: Sequence) -> None:
         """Write the run's state atomically (temporary file, flush, rename over the previous checkpoint)."""
+        _check_names(observers)
         t0 = time.perf_counter()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
@@ -126,8 +152,8 @@ class Checkpointing:
                 _write_group(f.create_group("stepper"), run.stepper.state())
                 _write_group(f.create_group("timings"), dict(run.timings))
                 group = f.create_group("observers")
-                for i, observer in enumerate(observers):
-                    _write_group(group.create_group(f"{i:02d}_{type(observer).__name__}"), observer.state(run))
+                for observer in observers:
+                    _write_group(group.create_group(observer.name), observer.state(run))
                 group = f.create_group("boundaries")
                 for i, state in enumerate(run.problem.boundaries.model_states()):
                     _write_group(group.create_group(f"{i:03d}"), state)
@@ -172,11 +198,12 @@ def load(path: Path, identity: dict) -> Saved:
             if differ:
                 raise InputError(f"the checkpoint belongs to another run (different {', '.join(differ)}); remove "
                                  f"it or run without --resume", source=str(path), key="--resume")
-            observers = [_read_group(f["observers"][name]) for name in sorted(f["observers"])]
+            observers = {name: _read_group(group) for name, group in f["observers"].items()}
             boundaries = [_read_group(f["boundaries"][name]) for name in sorted(f["boundaries"])]
             timings = {k: float(v) for k, v in _read_group(f["timings"]).items()}
             return Saved(stepper=_read_group(f["stepper"]), observers=observers, boundaries=boundaries,
-                         phase=int(f.attrs["phase"]), timings=timings, path=Path(path))
+                         phase=int(f.attrs["phase"]), timings=timings, path=Path(path),
+                         format_version=int(f.attrs.get("format_version", 1)))
     except (OSError, KeyError) as exc:
         raise InputError(f"cannot read the checkpoint: {exc}", source=str(path), key="--resume") from exc
 
@@ -202,6 +229,15 @@ class StopOnSignals:
 
     def _handle(self, signum, frame) -> None:
         self.checkpointing.request_stop(signal.Signals(signum).name)
+
+
+def _check_names(observers: Sequence) -> None:
+    """Refuse observers that share a name: their states would overwrite each other's in the checkpoint."""
+    names = [observer.name for observer in observers]
+    shared = sorted({name for name in names if names.count(name) > 1})
+    if shared:
+        raise ValueError(f"observers share the name {', '.join(map(repr, shared))}: give each a name of its own "
+                         "(Observer.name), the key of its state in a checkpoint")
 
 
 def _write_group(group: h5py.Group, values: dict) -> None:

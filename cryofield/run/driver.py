@@ -3,14 +3,16 @@
 :func:`drive` is the only loop over simulated time. It switches the boundary conditions at each protocol
 phase, lets time-dependent boundary models update between steps, and calls the observers (PyFR's
 completed-step plug-ins): after every accepted step (:meth:`Observer.after_step`: dose trackers) and at
-every output time (:meth:`Observer.at_output`: metrics, snapshots, progress). The loop knows no output.
+every output time (:meth:`Observer.at_output`: metrics, snapshots, progress). The loop knows no output;
+each observer writes its own (:meth:`Observer.write`, :meth:`Observer.summary`) when the run is over
+(:mod:`cryofield.run.observers`).
 
 Examples
 --------
 Record the probe temperature at every output time of a small case:
 
 >>> from cryofield.config.case import parse_case
->>> from cryofield.run.runner import prepare
+>>> from cryofield.run.plan import prepare
 >>> plan = prepare(parse_case('''
 ... mesh: {generate: {kind: slab, size: [4, 4, 4], cells: [3, 3, 3]}, units: mm}
 ... tissues: {tissue: {library: muscle}}
@@ -20,6 +22,7 @@ Record the probe temperature at every output time of a small case:
 ... outputs: {snapshot_interval: 1, metrics_interval: 1}
 ... '''))
 >>> class ProbeTemperature(Observer):
+...     name = "probe_temperature"
 ...     def __init__(self):
 ...         self.rows = []
 ...     def at_output(self, run, segment):
@@ -35,15 +38,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from cryofield.errors import InputError
 from cryofield.model.schedule import Phase, Segment
 from cryofield.problem.assemble import Problem
 from cryofield.timestepping.stepper import Stepper
 
 if TYPE_CHECKING:
+    from cryofield.io.results import ResultWriter
     from cryofield.run.checkpoint import Checkpointing, Saved
 
 
@@ -85,7 +90,16 @@ class RunState:
 
 
 class Observer:
-    """A plug-in called by :func:`drive`; override the hooks it needs (each does nothing by default)."""
+    """A plug-in called by :func:`drive`; override the hooks it needs (each does nothing by default).
+
+    An observer owns what it measures: during the run it keeps its rows (:meth:`at_output`,
+    :meth:`after_step`), in a checkpoint its :meth:`state` under its :attr:`name`, and at the end its
+    groups of the HDF5 result (:meth:`write`) and its entries of the JSON summary (:meth:`summary`).
+    """
+
+    #: What the run calls it: its group in a checkpoint, and by convention its entry in the JSON summary.
+    #: Stable (kept across versions, so that a checkpoint resumes) and unique among a run's observers.
+    name: ClassVar[str] = "observer"
 
     def start(self, run: RunState) -> None:
         """Before the first step."""
@@ -105,6 +119,22 @@ class Observer:
 
     def restore(self, run: RunState, state: dict[str, np.ndarray]) -> None:
         """Take back :meth:`state` when a run resumes (after :meth:`start`)."""
+
+    def write(self, writer: ResultWriter, run: RunState) -> None:
+        """Write this observer's groups of the HDF5 result, once the run is over; nothing by default."""
+
+    def summary(self, run: RunState) -> dict | None:
+        """This observer's entries of the run's JSON summary, once the run is over (None: none).
+
+        The entries are top-level keys of the summary; a nested dict is merged key by key with the
+        other observers' (:func:`cryofield.run.record.merge`), so that several can fill in one entry such as
+        ``regions``. A new observer puts its entry under its :attr:`name`.
+        """
+        return None
+
+    def keeps_state(self) -> bool:
+        """Whether a resumed run needs this observer's :meth:`state` (it overrides :meth:`state`)."""
+        return type(self).state is not Observer.state
 
 
 def drive(timeline: Timeline, stepper: Stepper, observers: Sequence[Observer] = (),
@@ -190,8 +220,12 @@ def _restore(run: RunState, observers: Sequence[Observer], saved: Saved) -> int:
     """Put a saved run back in place; returns the index of the segment to continue with."""
     run.stepper.restore(saved.stepper)
     run.problem.boundaries.restore_models(saved.boundaries)
-    for observer, state in zip(observers, saved.observers, strict=True):
-        observer.restore(run, state)
+    for observer, state in zip(observers, saved.observer_states(observers)):
+        if state is not None:
+            observer.restore(run, state)
+        elif observer.keeps_state():  # it would go on from a fresh start: a result unlike the uninterrupted one's
+            raise InputError(f"the checkpoint holds no state of the observer {observer.name!r}; remove it or run "
+                             "without --resume", source=str(saved.path), key="--resume")
     run.phase = run.timeline.phase(saved.phase)
     run.timings.update(saved.timings)
     ends = np.array([s.end for s in run.timeline.segments])

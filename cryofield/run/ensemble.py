@@ -37,7 +37,9 @@ from cryofield.backends import Backend, get_backend
 from cryofield.config.case import Case
 from cryofield.errors import InputError
 from cryofield.io.resultset import Staging, publish
-from cryofield.run.runner import Plan, RunReport, check_output, check_output_dir, prepare, reserve_output, run_segments
+from cryofield.run.output import check_output, check_output_dir, reserve_output
+from cryofield.run.plan import Plan, prepare
+from cryofield.run.runner import RunReport, run_segments
 from cryofield.timestepping.schemes import SCHEMES
 from cryofield.timestepping.stepper import Ensemble
 

@@ -1,6 +1,6 @@
 """Physical sanity of a running solution: the range a run's temperatures can reach, and what to say when
-they leave it (:class:`cryofield.timestepping.control.BlowUp` in a step, :class:`cryofield.run.observers.OutOfRange` at an
-output time)."""
+they leave it (:class:`cryofield.timestepping.control.BlowUp` in a step,
+:class:`cryofield.run.observers.range_guard.OutOfRange` at an output time)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from cryofield.errors import RunFailed
 from cryofield.model.curves import bounds
-from cryofield.run.observers import OutOfRange
+from cryofield.run.observers.range_guard import OutOfRange
 from cryofield.timestepping.control import BlowUp
 from cryofield.timestepping.schemes import SCHEMES
 

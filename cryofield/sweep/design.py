@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -31,20 +32,39 @@ from cryofield.sweep.schema import Axis, LogNormal, Normal, SweepSpec, Uniform, 
 def design_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """The axis values of each variant, as ``{axis column: value}`` in variant order."""
     columns = [a.column for a in spec.axes]
-    if spec.design == "grid":
-        rows = itertools.product(*[_listed(a) for a in spec.axes])
-    elif spec.design == "zip":
-        rows = zip(*[_listed(a) for a in spec.axes])
-    else:
-        rng = np.random.default_rng(spec.seed or 0)
-        if spec.design == "lhs":
-            from scipy.stats import qmc
-
-            unit = qmc.LatinHypercube(d=len(spec.axes), seed=rng).random(spec.samples)
-        else:
-            unit = rng.random((spec.samples, len(spec.axes)))
-        rows = zip(*[from_unit(a, unit[:, j]) for j, a in enumerate(spec.axes)])
+    rows = ROWS[spec.design](spec)
     return [{c: _tidy(v, a) for c, v, a in zip(columns, row, spec.axes)} for row in rows]
+
+
+def _grid_rows(spec: SweepSpec) -> Iterable[tuple]:
+    return itertools.product(*[_listed(a) for a in spec.axes])
+
+
+def _zip_rows(spec: SweepSpec) -> Iterable[tuple]:
+    return zip(*[_listed(a) for a in spec.axes])
+
+
+def _lhs_unit(spec: SweepSpec, rng: np.random.Generator) -> np.ndarray:
+    from scipy.stats import qmc
+
+    return qmc.LatinHypercube(d=len(spec.axes), seed=rng).random(spec.samples)
+
+
+def _random_unit(spec: SweepSpec, rng: np.random.Generator) -> np.ndarray:
+    return rng.random((spec.samples, len(spec.axes)))
+
+
+def _sampled(unit: Callable[[SweepSpec, np.random.Generator], np.ndarray]) -> Callable[[SweepSpec], Iterable[tuple]]:
+    """The rows of a sampled design: each axis's values at the design's points of the unit cube."""
+    def rows(spec: SweepSpec) -> Iterable[tuple]:
+        points = unit(spec, np.random.default_rng(spec.seed or 0))
+        return zip(*[from_unit(a, points[:, j]) for j, a in enumerate(spec.axes)])
+    return rows
+
+
+#: Each design's rows of axis values (one source with :data:`cryofield.sweep.schema.DESIGNS`: a test checks it).
+ROWS: dict[str, Callable[[SweepSpec], Iterable[tuple]]] = {
+    "grid": _grid_rows, "zip": _zip_rows, "lhs": _sampled(_lhs_unit), "random": _sampled(_random_unit)}
 
 
 def from_unit(axis: Axis, u: np.ndarray) -> list:

@@ -81,7 +81,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, scheduler: str | None = None
         For a variant that is not a valid case, an unusable output directory or cluster configuration;
         before anything runs.
     """
-    from cryofield.run.runner import check_output_dir
+    from cryofield.run.output import check_output_dir
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir).resolve()

@@ -238,13 +238,19 @@ class SlurmClusterSpec(Strict):
 ClusterSpec = Annotated[LocalClusterSpec | LocalCudaClusterSpec | SlurmClusterSpec, Field(discriminator="kind")]
 
 
+#: The designs that sample their axes (a distribution or values), and all of them (the others list or zip the
+#: axes' values); :data:`cryofield.sweep.design.ROWS` makes each one's rows.
+SAMPLED_DESIGNS = ("lhs", "random")
+DESIGNS = ("grid", "zip", *SAMPLED_DESIGNS)
+
+
 class SweepSpec(Strict):
     """A whole sweep file (see :mod:`cryofield.sweep`)."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")] = "sweep"
     description: str = ""
     base: str | dict[str, Any]
-    design: Literal["grid", "zip", "lhs", "random"] = "grid"
+    design: Literal[DESIGNS] = "grid"
     samples: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     seed: Annotated[int, Field(ge=0)] | None = None
     axes: Annotated[list[Axis], Field(min_length=1)]
@@ -259,7 +265,7 @@ class SweepSpec(Strict):
 
     @model_validator(mode="after")
     def _design_fits(self):
-        sampled = self.design in ("lhs", "random")
+        sampled = self.design in SAMPLED_DESIGNS
         for i, axis in enumerate(self.axes):
             if sampled and axis.range is not None:
                 raise ValueError(f"axes.{i}: a {self.design} design samples a 'distribution' or 'values'; "

@@ -32,7 +32,10 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryofield.outcomes.summary import RunSummary
 
 ROW_FILE = "row.json"
 ATTEMPTS_FILE = ".attempts"
@@ -123,7 +126,7 @@ def _finish(task: dict[str, Any], row: dict[str, Any], outcome: Any, t0: float) 
     return row
 
 
-def outcomes(summary: dict, target_nerve: str | None = None) -> dict[str, Any]:
+def outcomes(summary: RunSummary, target_nerve: str | None = None) -> dict[str, Any]:
     """The row's columns read off a run's JSON summary (see the module doc).
 
     Raises
@@ -132,7 +135,7 @@ def outcomes(summary: dict, target_nerve: str | None = None) -> dict[str, Any]:
         When ``target_nerve`` is not one of the run's nerves.
     """
     from cryofield.errors import InputError
-    from cryofield.run.runner import threshold_label
+    from cryofield.model.roles import threshold_label
 
     t = summary["timings_s"]
     row: dict[str, Any] = {

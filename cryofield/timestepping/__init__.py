@@ -1,1 +1,2 @@
-"""Time integrators that only call backend kernels: RKL2 super-time-stepping, multirate levels, step control, ensemble lanes."""
+"""Time integration through backend kernels only: the table of schemes, RKL2 super time stepping, multirate
+levels, step control with a local error estimate, and the stepper with its ensemble lanes."""

@@ -17,7 +17,9 @@ import yaml
 
 from cryofield.errors import CorruptResult, InputError
 from cryofield.io.results import Result, read_result
-from cryofield.model.roles import RoleTable, Thresholds
+from cryofield.model.roles import RoleTable, Thresholds, threshold_label
+from cryofield.outcomes.clinical import damage_fraction
+from cryofield.outcomes.summary import ClinicalSummary
 
 
 @dataclass(frozen=True)
@@ -153,27 +155,22 @@ class VizResult:
             return {name: {k: g[k][()] for k in g} for name, g in f["clinical"].items()}
 
     @cached_property
-    def clinical(self) -> dict | None:
+    def clinical(self) -> ClinicalSummary | None:
         """The clinical reading of the result (:mod:`cryofield.outcomes.clinical`), from its fields and role table:
         the same block as the run's JSON summary."""
-        from cryofield.outcomes.clinical import clinical_summary, damage_fraction
-
-        fields, limits = self.result.fields, self.thresholds
+        fields, limits, inputs = self.result.fields, self.thresholds, self.result.clinical_inputs
         if "min_temperature" not in fields:
             return None
-        below = fields.get(f"time_below_{_label(limits.injury_c)}")
+        below = fields.get(f"time_below_{threshold_label(limits.injury_c)}")
         damage = fields.get("damage_fraction")
-        if damage is None and f"time_below_{_label(limits.damage_c)}" in fields:
-            damage = damage_fraction(fields["min_temperature"], fields[f"time_below_{_label(limits.damage_c)}"], limits)
-        walls = {v: np.unique(self.result.surfaces[f"{v}_wall"]) for v in self.table.regions_with("artery")
-                 if f"{v}_wall" in self.result.surfaces}
-        targets = [p["placement"]["target"]["nerve"] for p in self.case.get("probes") or []
-                   if (p.get("placement") or {}).get("target")]
-        tissues = self.case.get("tissues") or {}
-        liquidus = {name: _liquidus(name, tissues.get(name)) for name in self.result.region_names}
-        return clinical_summary(self.points, self.tets, self.result.region_id, self.result.region_names,
-                                fields["min_temperature"], self.table, liquidus, time_below=below, damage=damage,
-                                walls=walls, targets=targets or None)
+        if damage is None and f"time_below_{threshold_label(limits.damage_c)}" in fields:
+            damage = damage_fraction(fields["min_temperature"],
+                                     fields[f"time_below_{threshold_label(limits.damage_c)}"], limits)
+        reading = inputs.reading(self.points, self.tets, self.result.region_id, self.result.region_names, self.table)
+        if not reading.nerves:
+            return None
+        return reading.summary(fields["min_temperature"], time_below=below, damage=damage, walls=inputs.walls,
+                               targets=inputs.targets)
 
     @cached_property
     def devices(self) -> dict[str, dict]:
@@ -251,19 +248,3 @@ class VizResult:
         pad = max(margin, 0.5 * float(np.max(hi - lo)))
         return np.maximum(lo - pad, lo_mesh), np.minimum(hi + pad, hi_mesh)
 
-
-def _label(level: float) -> str:
-    """The dataset name of a threshold, as the run writes it (:func:`cryofield.run.runner.threshold_label`)."""
-    return f"{'m' if level < 0 else 'p'}{abs(level):g}C"
-
-
-def _liquidus(name: str, tissue: dict | None) -> float:
-    """The liquidus (°C) of a region's tissue as the stored case gives it (the default when it cannot say)."""
-    from cryofield.config.case import TissueSpec
-    from cryofield.model.materials import DEFAULT_LIQUIDUS
-
-    try:
-        return TissueSpec.model_validate({k: v for k, v in (tissue or {}).items() if v is not None}).material(
-            name).liquidus
-    except ValueError:
-        return DEFAULT_LIQUIDUS

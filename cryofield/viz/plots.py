@@ -123,7 +123,7 @@ ICEBALL_PANELS = ("Ice ball: width (solid) and length (dashed)", "Ice ball: reac
 
 def _iceball(shape_ax, tip_ax, vr: VizResult) -> None:
     """Per isotherm, each posed probe's ice-ball width at mid active length and length along it; the reach
-    beyond its tip (:mod:`cryofield.run.iceball`)."""
+    beyond its tip (:mod:`cryofield.run.observers.iceball`)."""
     colours = isotherm_colours(vr.levels)
     for name, series in vr.result.iceball.items():
         for k, level in enumerate(float(v) for v in series["levels"]):

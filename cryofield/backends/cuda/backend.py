@@ -26,13 +26,9 @@ Precision
 ---------
 float64 by default. With ``solver.precision: float32`` every stored array (state, geometry, tables) is
 float32, which cuts the bytes a stage moves by 40 %, while sums inside a thread stay float64 as on the CPU.
-Enthalpies reach about 4e8 J/m³, so float32 resolves them to about 1e-5 K per rounding. Measured against
-float64 on the CPU backend (same arithmetic; ``python -m benchmarks.gpu --parts accuracy --backend cpu``):
-on the Neumann case (1204 nodes, 90 s) the largest nodal difference is 0.30 K, at the moving front, where
-the float32 run takes one more adaptive step (0.09 K when both take the same steps); the -1 °C front moves
-by 1 µm, against a float64 discretisation error of 33 µm. On a double freeze-thaw of a 30³-cell block
-(29 791 nodes) temperatures differ by at most 0.011 K, minimum temperatures by 0.006 K, time below -20 and
--40 °C by 0.02 s, ice and injury volumes by 4e-5 (relative).
+Enthalpies reach about 4e8 J/m³, so float32 resolves them to about 1e-5 K per rounding; how far float32
+runs stray from float64 is measured by ``python -m benchmarks.gpu --parts accuracy`` (benchmarks/README.md,
+"Single precision").
 """
 
 from __future__ import annotations

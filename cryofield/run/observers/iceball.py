@@ -19,6 +19,9 @@ Crossings are interpolated linearly between samples (0.05 mm apart). Points insi
 the mesh) are skipped: the scans start at its surface. A side of a diameter that falls outside the mesh (a
 quarter-symmetry mesh) is the mirror of the other side; a diameter outside on both sides is left out. On
 an axisymmetric mesh every line is read in the r–z plane (:func:`cryofield.fem.geometry.locate_points`).
+
+The result keeps the series per probe in ``/iceball/PROBE`` and the summary the largest of each over the run
+(``iceball_mm``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from cryofield.fem import geometry as fem
+from cryofield.io.results import ResultWriter
 from cryofield.model.schedule import Segment
 from cryofield.run.driver import Observer, RunState
 
@@ -118,6 +122,8 @@ class ProbeLines:
 class IceBallRecorder(Observer):
     """At every output time, the ice-ball shape of every probe with a pose (module doc), per isotherm."""
 
+    name = "iceball"
+
     def __init__(self, problem, isotherms: list[float], far: float = 0.03):
         poses = problem.mesh.metadata.get("probes") or {}
         self.levels = list(isotherms)
@@ -163,7 +169,16 @@ class IceBallRecorder(Observer):
             out[name] = {"time": np.array(self.times)} | {f"{k}_mm": table[:, :, i] for i, k in enumerate(keys)}
         return out
 
-    def summary(self) -> dict:
+    def write(self, writer: ResultWriter, run: RunState) -> None:
+        """``/iceball/PROBE``: the series of :meth:`arrays`, with the isotherms (``levels``)."""
+        for name, arrays in self.arrays().items():
+            writer.write_arrays(f"iceball/{name}", arrays, {"levels": np.array(self.levels, float)})
+
+    def summary(self, run: RunState) -> dict | None:
+        """``iceball_mm``: :meth:`largest`, when a probe has a pose."""
+        return {"iceball_mm": self.largest()} if self.lines else None
+
+    def largest(self) -> dict:
         """Per probe and isotherm: the largest width, length and reach beyond the tip over the run (mm)."""
         out = {}
         for name, arrays in self.arrays().items():
