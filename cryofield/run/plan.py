@@ -22,6 +22,7 @@ from cryofield.errors import InputError
 from cryofield.mesh.sources import mesh_of
 from cryofield.model.roles import RoleTable
 from cryofield.model.schedule import build_schedule, phases
+from cryofield.outcomes.inputs import ClinicalInputs, clinical_inputs
 from cryofield.problem.assemble import Problem, build_problem
 from cryofield.problem.steady import steady_state
 from cryofield.run.driver import Timeline
@@ -44,6 +45,7 @@ class Plan:
     dt_fe: float  # forward-Euler stability limit (s), from the Gershgorin bound
     setup_seconds: float
     _levels: Levels | None = None
+    _clinical: ClinicalInputs | None = None
 
     def control(self) -> StepControl:
         """Step-size control for this case."""
@@ -61,6 +63,15 @@ class Plan:
             self._levels = plan_levels(nodal_radii(self.problem, self.timeline), self.problem.mesh.tets,
                                        solver.max_dt, solver.safety, solver.multirate_cuts)
         return self._levels
+
+    def clinical_inputs(self) -> ClinicalInputs:
+        """What the clinical reading of this run needs besides its fields (built once; the result stores it)."""
+        if self._clinical is None:
+            mesh = self.problem.mesh
+            self._clinical = clinical_inputs(self.case, self.problem.region_names,
+                                             [m.liquidus for m in self.problem.materials],
+                                             {s: mesh.surface_facets(s) for s in mesh.surfaces}, self.roles)
+        return self._clinical
 
     @property
     def dtype(self) -> np.dtype:

@@ -2,7 +2,7 @@
 mesh, the roles, the protocol), the timings and the devices' series, and the JSON summary assembled from
 the run's own entries and its observers' (:meth:`cryofield.run.driver.Observer.summary`).
 
-The clinical wiring (:func:`threshold_label`, :func:`dose_levels`, :func:`clinical_inputs`) is here for now.
+:func:`dose_levels` says which levels the dose tracker follows: the case's and those the clinical reading needs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import numpy as np
 from cryofield.config.case import Case, case_to_yaml
 from cryofield.io.results import ResultWriter
 from cryofield.model.curves import varies
-from cryofield.outcomes.clinical import ClinicalReading
-from cryofield.outcomes.inputs import clinical_inputs as stored_inputs
 from cryofield.version import __version__
 
 if TYPE_CHECKING:
@@ -29,11 +27,6 @@ if TYPE_CHECKING:
     from cryofield.run.driver import Observer, RunState
     from cryofield.run.plan import Plan
     from cryofield.timestepping.stepper import Stepper
-
-
-def threshold_label(level: float) -> str:
-    """Dataset-friendly name of a temperature threshold: -20 -> ``m20C``."""
-    return f"{'m' if level < 0 else 'p'}{abs(level):g}C"
 
 
 def result_attributes(case: Case, backend: Backend) -> dict:
@@ -51,8 +44,7 @@ def write_setup(writer: ResultWriter, plan: Plan) -> None:
     surfaces = {s: mesh.surface_facets(s) for s in mesh.surfaces}
     writer.write_mesh(mesh.points, mesh.tets, problem.elem_mat, problem.region_names, surfaces,
                       {p.name: p.nodes for p in problem.probes}, problem.original_index, mesh.metadata)
-    writer.write_roles(plan.roles, stored_inputs(case, problem.region_names, [m.liquidus for m in problem.materials],
-                                                 surfaces, plan.roles))
+    writer.write_roles(plan.roles, plan.clinical_inputs())
     table = plan.timeline.phases
     writer.write_arrays("protocol", {
         "kind": np.array([p.kind for p in table], dtype="S16"), "start": np.array([p.start for p in table]),
@@ -169,16 +161,3 @@ def dose_levels(plan: Plan) -> list[float]:
     limits = plan.roles.thresholds
     levels = list(plan.case.outputs.dose_thresholds)
     return levels + [c for c in dict.fromkeys([limits.injury_c, limits.damage_c]) if c not in levels]
-
-
-def clinical_inputs(plan: Plan) -> tuple[ClinicalReading, dict]:
-    """The clinical reading of the run's mesh and what it needs besides the fields: each vessel's wall nodes
-    (a surface ``NAME_wall`` of the mesh) and the nerves the probes aim at (their placements' targets)."""
-    problem, mesh = plan.problem, plan.problem.mesh
-    reading = ClinicalReading(mesh.points, mesh.tets, problem.elem_mat, problem.region_names, plan.roles,
-                              {n: m.liquidus for n, m in zip(problem.region_names, problem.materials)})
-    walls = {v: mesh.surface_nodes(f"{v}_wall") for v in plan.roles.regions_with("artery")
-             if f"{v}_wall" in mesh.surfaces}
-    targets = [p.placement.target.nerve for p in plan.case.probes
-               if p.placement is not None and p.placement.target is not None]
-    return reading, {"walls": walls, "targets": targets or None}

@@ -39,7 +39,6 @@ from cryofield.run.output import check_output, check_output_dir, reserve_output
 from cryofield.run.plan import Plan, estimate, prepare, refuse
 from cryofield.run.record import (
     checkpoint_entry,
-    clinical_inputs,
     dose_levels,
     ensemble_entry,
     result_attributes,
@@ -171,7 +170,9 @@ def observers_for(plan: Plan, writer: ResultWriter, progress: bool = False) -> l
     own groups and summary entries. ``progress``: a live bar too (for a run with a protocol)."""
     case = plan.case
     dose = DoseTracker(dose_levels(plan), reported=case.outputs.dose_thresholds)
-    observers = [dose, ClinicalReadout(dose, *clinical_inputs(plan), plan.roles.thresholds),
+    problem = plan.problem
+    observers = [dose, ClinicalReadout(dose, plan.clinical_inputs(), problem.mesh.points, problem.mesh.tets,
+                                       problem.elem_mat, problem.region_names, plan.roles),
                  MetricsRecorder(plan.problem, case.outputs.isotherms),
                  IceBallRecorder(plan.problem, case.outputs.isotherms), SnapshotWriter(writer, case.outputs.fields),
                  RangeGuard(*physical_range(plan))]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from cryofield.io.results import ResultWriter
-from cryofield.model.roles import Thresholds
-from cryofield.outcomes.clinical import ClinicalReading, damage_fraction
+from cryofield.model.roles import RoleTable, threshold_label
+from cryofield.outcomes.clinical import damage_fraction
+from cryofield.outcomes.inputs import ClinicalInputs
 from cryofield.run.driver import Observer, RunState
 from cryofield.run.observers.dose import DoseTracker
-from cryofield.run.record import threshold_label
 
 
 class ClinicalReadout(Observer):
@@ -21,17 +21,22 @@ class ClinicalReadout(Observer):
     dose
         The run's dose tracker; it must follow the injury and the threshold-damage levels of ``limits``
         (:func:`cryofield.run.record.dose_levels`).
-    reading, inputs
-        The clinical reading of the run's mesh and what it needs besides the fields
-        (:func:`cryofield.run.record.clinical_inputs`).
+    inputs
+        What the clinical reading needs besides the mesh and the fields
+        (:meth:`cryofield.run.plan.Plan.clinical_inputs`:
+        built once per run, and stored in the result beside the role table).
+    points, tets, elem_region, region_names, roles
+        The run's mesh, its regions and their role table.
     limits
         The run's thresholds (its role table's).
     """
 
     name = "clinical"
 
-    def __init__(self, dose: DoseTracker, reading: ClinicalReading, inputs: dict, limits: Thresholds):
-        self.dose, self.reading, self.inputs, self.limits = dose, reading, inputs, limits
+    def __init__(self, dose: DoseTracker, inputs: ClinicalInputs, points: np.ndarray, tets: np.ndarray,
+                 elem_region: np.ndarray, region_names: list[str], roles: RoleTable):
+        self.dose, self.inputs, self.limits = dose, inputs, roles.thresholds
+        self.reading = inputs.reading(points, tets, elem_region, region_names, roles)
 
     def fields(self, run: RunState) -> dict[str, np.ndarray]:
         """The dose fields and the threshold damage fraction computed from them (``damage_fraction``)."""
@@ -52,7 +57,8 @@ class ClinicalReadout(Observer):
             return None
         fields = self.fields(run)
         clinical = self.reading.summary(fields["min_temperature"], time_below=self._below_injury(fields),
-                                        damage=fields["damage_fraction"], **self.inputs)
+                                        damage=fields["damage_fraction"], walls=self.inputs.walls,
+                                        targets=self.inputs.targets)
         return {"clinical": clinical} if clinical else None
 
     def _below_injury(self, fields: dict[str, np.ndarray]) -> np.ndarray:

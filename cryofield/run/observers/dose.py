@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cryofield.io.results import ResultWriter
+from cryofield.model.roles import threshold_label
 from cryofield.run.driver import Observer, RunState
-from cryofield.run.record import threshold_label
 
 
 class DoseTracker(Observer):
@@ -50,7 +50,7 @@ class DoseTracker(Observer):
 
     def fields(self, run: RunState) -> dict[str, np.ndarray]:
         """The dose fields as the result names them: ``min_temperature`` and ``time_below_LABEL`` per threshold
-        (:func:`cryofield.run.record.threshold_label`)."""
+        (:func:`cryofield.model.roles.threshold_label`)."""
         below = self.times_below(run)
         return {"min_temperature": self.min_temperature(run)} | {
             f"time_below_{threshold_label(level)}": below[k] for k, level in enumerate(self.levels)}

@@ -2,7 +2,7 @@
 
 A stand-in dispatcher records what would be launched; its overload marshals arguments with numba-cuda's
 own ``_Kernel._prepare_args``, on ``DeviceNDArray`` objects over fake device addresses. The real launches
-and graphs run in the device tests (tests/test_cuda.py).
+and graphs run in the device tests (tests/backends/test_cuda.py).
 """
 
 from __future__ import annotations

@@ -394,3 +394,20 @@ def test_unique_rows_packed_and_general_agree():
     first, inverse, counts = packed
     np.testing.assert_array_equal(np.sort(rows[first[inverse]], axis=1), np.sort(rows, axis=1))
     assert counts.sum() == len(rows) and counts.max() >= 2
+
+
+def test_a_result_of_the_previous_format_still_reads_with_the_same_clinical_reading(shell_result, vr, tmp_path):
+    """Format 3 stores the clinical inputs beside the role table (one source for the summary and the pictures);
+    a format-2 file, without them, still reads, its inputs derived from its stored case as they were then."""
+    import h5py
+
+    stored = vr.result.clinical_inputs
+    assert set(stored.liquidus) == {"skin", "muscle", "nerve"} and stored.targets is None
+    old = tmp_path / "old.h5"
+    shutil.copy(shell_result, old)
+    with h5py.File(old, "r+") as f:
+        del f["roles"].attrs["liquidus"], f["roles"].attrs["targets"]
+        f.attrs["format_version"] = 2
+    previous = VizResult.open(old)
+    assert previous.result.clinical_inputs == stored
+    assert previous.clinical == vr.clinical and vr.clinical is not None

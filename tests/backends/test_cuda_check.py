@@ -16,7 +16,7 @@ from cryofield.backends.cuda import check as cuda_check
 from cryofield.backends.cuda.check import Piece
 from cryofield.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAMES = ["numba-cuda", "driver", "device", "NVVM", "libdevice", "NVRTC", "nvJitLink", "test compile"]
 TINY = """
 name: tiny
@@ -129,7 +129,7 @@ def test_suite_fails_on_a_gpu_machine_without_the_compiler(tmp_path):
     """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", plugin.stem,
-                           "tests/test_cuda_check.py::test_gpu_machine_has_every_cuda_piece"],
+                           "tests/backends/test_cuda_check.py::test_gpu_machine_has_every_cuda_piece"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "1 failed" in proc.stdout and "NVRTC missing: fake NVRTC" in proc.stdout

@@ -32,7 +32,7 @@ from cryofield.model.roles import RoleTable
 from cryofield.outcomes.clinical import clinical_summary
 from cryofield.run.runner import run_case
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "meshes" / "occipital_coarse.msh.xz"
 DEMO = REPO / "cases" / "gon_double_freeze.yaml"
 #: The demo's phantom line, which tests replace.
