@@ -14,7 +14,6 @@ from cryofield.backends.cuda import check as cuda_check
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"
-TESTS = REPO / "tests"
 
 
 #: Every piece the cuda backend needs (driver, device, NVVM, libdevice, NVRTC, a test compile), checked once.
@@ -46,7 +45,7 @@ def cases_dir() -> Path:
 
 
 @pytest.fixture
-def under_simulator():
+def under_simulator(request):
     """``run(module, call)``: evaluate ``module.call`` (a test module's function call, returning something
     JSON-able) in a fresh interpreter under the Numba CUDA simulator, and return its value.
 
@@ -54,7 +53,8 @@ def under_simulator():
     the rest of the suite must not see the simulator.
     """
     def run(module: str, call: str, timeout: int = 900):
-        script = (f"import json, sys; sys.path[:0] = [{str(TESTS)!r}, {str(REPO)!r}]; import {module} as m; "
+        folder = str(request.path.parent)  # the calling test's folder, where ``module`` is
+        script = (f"import json, sys; sys.path[:0] = [{folder!r}, {str(REPO)!r}]; import {module} as m; "
                   f"print(json.dumps(m.{call}))")
         env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,

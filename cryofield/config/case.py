@@ -58,7 +58,7 @@ from cryofield.model.materials import (
     aqueous_entry,
 )
 from cryofield.model.quantities import Duration, Temperature
-from cryofield.model.roles import Role
+from cryofield.model.roles import Role, Thresholds
 from cryofield.timestepping.schemes import SCHEMES
 
 
@@ -291,8 +291,6 @@ class ClinicalSpec(Strict):
 
     def thresholds(self):
         """The run's :class:`~cryofield.model.roles.Thresholds`."""
-        from cryofield.model.roles import Thresholds
-
         return Thresholds(durable_block_mm=self.durable_block_mm, regrowth_mm_per_day=self.regrowth_mm_per_day)
 
 

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cryofield.model.roles import RoleTable
+from cryofield.fem.geometry import cell_volumes, corner_shares
+from cryofield.fem.metrics import corner_radii, fraction_below
+from cryofield.model.roles import GRADES, RoleTable
 
 
 def clinical_summary(points: np.ndarray, tets: np.ndarray, elem_region: np.ndarray, region_names: list[str],
@@ -76,15 +78,11 @@ class ClinicalReading:
     @property
     def volumes(self) -> np.ndarray:
         if self._volumes is None:
-            from cryofield.fem.geometry import cell_volumes
-
             self._volumes = np.abs(cell_volumes(self.points, self.tets))
         return self._volumes
 
     def _radii(self, mine: np.ndarray) -> np.ndarray | None:
         """The corner radii of the selected elements of an axisymmetric mesh (None for tetrahedra)."""
-        from cryofield.fem.metrics import corner_radii
-
         return corner_radii(self.points, self.tets[mine])
 
     def summary(self, min_temperature: np.ndarray, *, time_below: np.ndarray | None = None,
@@ -151,8 +149,6 @@ class ClinicalReading:
 
     def frozen_volumes(self, min_temperature: np.ndarray, exclude: list[str] = ()) -> dict[str, float]:
         """Volume (mm³) of each region (but ``exclude``) that froze: reached its tissue's liquidus (exact, P1)."""
-        from cryofield.fem.metrics import fraction_below
-
         out = {}
         for i, name in enumerate(self.region_names):
             if name in exclude:
@@ -165,9 +161,6 @@ class ClinicalReading:
     def damaged_volumes(self, damage: np.ndarray, min_temperature: np.ndarray) -> dict[str, dict[str, float]]:
         """Per region: the damaged volume (mm³, the damage fraction integrated, P1) and the necrotic one
         (where the tissue reached the necrosis level: exact, P1)."""
-        from cryofield.fem.geometry import corner_shares
-        from cryofield.fem.metrics import fraction_below
-
         damaged, necrotic = {}, {}
         for i, name in enumerate(self.region_names):
             mine = self.elem_region == i
@@ -256,8 +249,6 @@ def segments(profile: dict, limits) -> list[dict]:
     """The injured stretches of a nerve along its centreline: consecutive stations of one grade (by the
     coldest part of the section) merged, with their ends and lengths (mm) and whether the whole section
     reached that grade everywhere along them."""
-    from cryofield.model.roles import GRADES
-
     grade, whole, s = profile["grade"], profile["whole_section_grade"], profile["s_mm"]
     step = limits.profile_mm
     out = []

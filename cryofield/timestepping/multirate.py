@@ -22,8 +22,9 @@ under the second-order RKL2 step the single-rate scheme takes:
 
 Its error: the outer step is RKL2 (second order in tau) on the modified equation y' = f_eta(y), which
 differs from y' = F(y) by O(eta), and eta is of the order of level 0's own explicit limit whatever tau
-is; the inner RKC steps are first order in eta likewise. At the same steps the isotherm radii stay within
-0.05 % of single-rate RKL2's on the quick graded sphere (tests/timestepping/test_multirate.py).
+is; the inner RKC steps are first order in eta likewise. At the same steps the isotherm radii agree with
+single-rate RKL2's within what tests/timestepping/test_multirate.py asserts (figures: benchmarks/README.md,
+"Time stepping").
 
 Stability (checked on the scalar test equation y' = (lambda_F + lambda_S) y over the whole range of both,
 for tau rho_S up to 3000): the outer RKL2 must also hold the averaged force's range 2 / eta, so its stage
