@@ -273,14 +273,30 @@ RegrowthRate = Annotated[float, Field(gt=0, le=20)]
 
 
 class ClinicalSpec(Strict):
-    """How the outcome is judged (docs/physics.md §4): the whole-section length at the injury level that
-    makes a block durable (mm), the range of axonal regrowth rates (mm/day, slowest first) and, per nerve,
-    how far it runs on past the distal end of its centreline to its end organ (mm; the phantom gives the
-    GON's)."""
+    """How the outcome is judged (docs/physics.md §4): the nerve-injury level (°C; −20 °C, Evans et al. 1981),
+    the whole-section length at it that makes a block durable (mm), the range of axonal regrowth rates
+    (mm/day, slowest first) and, per nerve, how far it runs on past the distal end of its centreline to its
+    end organ (mm; the phantom gives the GON's). The fibre reading: how many fibres sample each nerve's
+    cross-section, the levels (°C, warmest first) at which the injured fraction is reported, the injured
+    fraction that counts as a complete block, and the shortest injured stretch of a fibre that counts
+    (mm; 0: any point, as Wallerian degeneration follows a point injury)."""
 
+    injury_c: Annotated[float, Field(ge=-196, le=0)] = -20.0
     durable_block_mm: Annotated[float, Field(gt=0, le=100)] = 4.0
     regrowth_mm_per_day: tuple[RegrowthRate, RegrowthRate] = (1.0, 2.0)
     end_organ_mm: dict[str, Annotated[float, Field(ge=0, le=2000)]] = {}
+    fibres: Annotated[int, Field(ge=1, le=100_000)] = Thresholds.fibres
+    fibre_levels_c: Annotated[list[Annotated[float, Field(ge=-196, le=37)]], Field(min_length=1, max_length=12)] \
+        = list(Thresholds.fibre_levels_c)
+    complete_block_fraction: Annotated[float, Field(gt=0, le=1)] = Thresholds.complete_block_fraction
+    fibre_min_length_mm: Annotated[float, Field(ge=0, le=100)] = 0.0
+
+    @field_validator("fibre_levels_c")
+    @classmethod
+    def _warmest_first(cls, levels):
+        if any(b >= a for a, b in zip(levels, levels[1:])):
+            raise ValueError("give the levels strictly decreasing, warmest first (e.g. [-5, -10, -20, -40, -60])")
+        return levels
 
     @field_validator("regrowth_mm_per_day")
     @classmethod
@@ -291,7 +307,12 @@ class ClinicalSpec(Strict):
 
     def thresholds(self):
         """The run's :class:`~cryofield.model.roles.Thresholds`."""
-        return Thresholds(durable_block_mm=self.durable_block_mm, regrowth_mm_per_day=self.regrowth_mm_per_day)
+        lesion = (self.injury_c, *[c for c in Thresholds.lesion_c[1:] if c < self.injury_c])
+        return Thresholds(lesion_c=lesion, durable_block_mm=self.durable_block_mm,
+                          regrowth_mm_per_day=self.regrowth_mm_per_day, fibres=self.fibres,
+                          fibre_levels_c=tuple(self.fibre_levels_c),
+                          complete_block_fraction=self.complete_block_fraction,
+                          fibre_min_length_mm=self.fibre_min_length_mm)
 
 
 OutputField = Literal["temperature", "liquid_fraction", "enthalpy"]

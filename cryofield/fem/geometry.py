@@ -194,3 +194,19 @@ def locate_points(points: np.ndarray, cells: np.ndarray, x: np.ndarray, candidat
     weights = np.clip(best_lam, 0.0, None)
     weights /= np.where(weights.sum(axis=1, keepdims=True) > 0, weights.sum(axis=1, keepdims=True), 1.0)
     return cells[best_e], weights, found
+
+
+def arc_position(line: np.ndarray, points: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Arc length (m) along a polyline of each point's nearest point on it."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    length2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-30)
+    start = np.concatenate([[0.0], np.cumsum(np.sqrt(length2))[:-1]])
+    out = np.empty(len(points))
+    for i in range(0, len(points), chunk):
+        rel = points[i:i + chunk, None, :] - a[None]
+        t = np.clip(np.einsum("ijk,jk->ij", rel, ab) / length2, 0.0, 1.0)
+        dist2 = np.sum((rel - t[..., None] * ab[None]) ** 2, axis=2)
+        j = np.argmin(dist2, axis=1)
+        out[i:i + chunk] = start[j] + t[np.arange(len(j)), j] * np.sqrt(length2[j])
+    return out

@@ -90,6 +90,16 @@ class Thresholds:
         The range of axonal regrowth rates the recovery forecast uses (slowest, fastest).
     profile_mm
         The spacing of the stations of the profiles along the nerves.
+    fibres
+        How many fibres sample each nerve's cross-section (:mod:`cryofield.outcomes.fibres`).
+    fibre_levels_c
+        The levels (°C, warmest first) at which the fraction of injured fibres is reported: the span of the
+        literature's injury levels, from the −5 to −9 °C of an ice slurry (Garibyan 2020) to the −60 °C of
+        Zhou 1983.
+    complete_block_fraction
+        The fraction of the fibres injured at ``injury_c`` that counts as a complete block.
+    fibre_min_length_mm
+        The shortest stretch of a fibre at or below a level that injures it (0: any point).
     """
 
     lesion_c: tuple[float, ...] = (-20.0, -40.0)
@@ -105,10 +115,15 @@ class Thresholds:
     necrosis_c: float = -20.0
     regrowth_mm_per_day: tuple[float, float] = (1.0, 2.0)
     profile_mm: float = 0.5
+    fibres: int = 1000
+    fibre_levels_c: tuple[float, ...] = (-5.0, -10.0, -20.0, -40.0, -60.0)
+    complete_block_fraction: float = 0.9
+    fibre_min_length_mm: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "lesion_c", tuple(float(c) for c in self.lesion_c))
         object.__setattr__(self, "regrowth_mm_per_day", tuple(float(v) for v in self.regrowth_mm_per_day))
+        object.__setattr__(self, "fibre_levels_c", tuple(float(c) for c in self.fibre_levels_c))
         if not self.lesion_c:
             raise ValueError("at least one lesion level is needed")
 
@@ -125,7 +140,8 @@ class Thresholds:
         >>> Thresholds.from_dict(Thresholds().to_dict()) == Thresholds()
         True
         """
-        return asdict(self) | {"lesion_c": list(self.lesion_c), "regrowth_mm_per_day": list(self.regrowth_mm_per_day)}
+        return asdict(self) | {"lesion_c": list(self.lesion_c), "regrowth_mm_per_day": list(self.regrowth_mm_per_day),
+                               "fibre_levels_c": list(self.fibre_levels_c)}
 
     def grade(self, temperature: float | np.ndarray) -> np.ndarray:
         """The injury grade a nerve's tissue reached at a (minimum) temperature: 0 none, 1 neurapraxia,

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cryofield.fem.geometry import cell_volumes, corner_shares
+from cryofield.fem.geometry import arc_position, cell_volumes, corner_shares
 from cryofield.fem.metrics import corner_radii, fraction_below
 from cryofield.model.roles import GRADES, RoleTable
+from cryofield.outcomes.fibres import FibreBundle, FibreReading, fibre_summary
 
 
 def clinical_summary(points: np.ndarray, tets: np.ndarray, elem_region: np.ndarray, region_names: list[str],
@@ -74,6 +75,49 @@ class ClinicalReading:
         self.node_sets = {r: np.unique(tets[elem_region == i]) for i, r in enumerate(region_names)}
         self.lesion = NerveLesion(points, tets, elem_region, region_names, roles.centrelines, self.nerves)
         self._volumes = None
+        self._bundles: dict[str, FibreBundle] | None = None
+
+    @property
+    def bundles(self) -> dict[str, FibreBundle]:
+        """Each nerve's fibres (:class:`~cryofield.outcomes.fibres.FibreBundle`, set up on first use); none on an
+        axisymmetric mesh, whose nerves have no cross-section to sample."""
+        if self._bundles is None:
+            self._bundles = {}
+            if self.tets.shape[1] == 4:
+                for nerve in self.nerves:
+                    nerve_tets = self.tets[self.elem_region == self.region_names.index(nerve)]
+                    self._bundles[nerve] = FibreBundle(self.points, nerve_tets,
+                                                       np.asarray(self.roles.centrelines[nerve], float),
+                                                       fibres=self.limits.fibres)
+        return self._bundles
+
+    @property
+    def fibre_levels(self) -> tuple[float, ...]:
+        """The levels the fibres are read at: the thresholds' fibre levels and the injury level, warmest first."""
+        return tuple(sorted(set(self.limits.fibre_levels_c) | {self.limits.injury_c}, reverse=True))
+
+    def read_fibres(self, nerve: str, min_temperature: np.ndarray,
+                    time_below: np.ndarray | None = None) -> FibreReading:
+        """Every fibre of ``nerve`` read off the run's minimum temperature (and time at the injury level)."""
+        below = None if time_below is None else {self.limits.injury_c: time_below}
+        return self.bundles[nerve].read(min_temperature, below, self.fibre_levels, self.limits)
+
+    def fibre_block(self, nerve: str, reading: FibreReading) -> dict:
+        """A nerve's fibre summary (:func:`~cryofield.outcomes.fibres.fibre_summary`) with its relief forecast:
+        how long until sensation returns, the injured axons regrowing from the lesion's proximal edge to the end
+        of the nerve's territory at the regrowth rates."""
+        limits = self.limits
+        out = fibre_summary(reading, limits.injury_c, limits.complete_block_fraction, limits.fibre_min_length_mm)
+        slow, fast = limits.regrowth_mm_per_day
+        if out["to_end_mm"] is None:
+            return out | {"relief": {"weeks": None, "reason": "no fibre was injured"}}
+        if self.roles.centreline_source.get(nerve) != "mesh":
+            return out | {"relief": {"weeks": None, "reason": "the centreline was estimated: which end is distal is "
+                                                               "unknown"}}
+        distance = out["to_end_mm"] + self.roles.end_organs.get(nerve, 0.0) * 1e3
+        return out | {"relief": {"distance_mm": distance, "regrowth_mm_per_day": [slow, fast],
+                                 "weeks": [distance / fast / 7.0, distance / slow / 7.0],
+                                 "forecast": "sensory return (not pain relief) as the injured axons regrow"}}
 
     @property
     def volumes(self) -> np.ndarray:
@@ -87,8 +131,9 @@ class ClinicalReading:
 
     def summary(self, min_temperature: np.ndarray, *, time_below: np.ndarray | None = None,
                 damage: np.ndarray | None = None, walls: dict[str, np.ndarray] | None = None,
-                targets: list[str] | None = None) -> dict:
-        """The clinical block (see :func:`clinical_summary` for the arguments)."""
+                targets: list[str] | None = None, fibres: dict[str, dict] | None = None) -> dict:
+        """The clinical block (see :func:`clinical_summary` for the arguments). ``fibres``: each nerve's fibre
+        summary as the run stored it (a result read back), instead of reading the fibres again."""
         limits, node_sets = self.limits, self.node_sets
         levels = sorted(set(limits.lesion_c) | {limits.injury_c, limits.neurotmesis_c, limits.neurapraxia_c},
                         reverse=True)
@@ -125,12 +170,24 @@ class ClinicalReading:
             if time_below is not None:
                 entry["max_time_below_injury_s"] = float(time_below[node_sets[nerve]].max())
             entry["recovery"] = self.recovery(nerve, min_temperature, entry["durable_block"])
+            if fibres is not None:
+                if nerve in fibres:
+                    entry["fibres"] = fibres[nerve]
+            elif nerve in self.bundles:
+                entry["fibres"] = self.fibre_block(nerve, self.read_fibres(nerve, min_temperature, time_below))
             out["nerves"][nerve] = entry
         skin = [r for r in self.roles.regions_with("skin") if len(node_sets[r])]
         if skin:
             t_min = min(float(min_temperature[node_sets[r]].min()) for r in skin)
-            out["skin"] = {"min_temperature_C": t_min, "froze": t_min <= min(self.liquidus[r] for r in skin),
-                           "frostbite": t_min <= limits.frostbite_c, "melanocyte_damage": t_min <= limits.melanocyte_c}
+            edge = min(self.liquidus[r] for r in skin)
+            froze = t_min <= edge
+            out["skin"] = {"min_temperature_C": t_min, "froze": froze,
+                           "frostbite": froze and t_min <= limits.frostbite_c,
+                           "melanocyte_damage": t_min <= limits.melanocyte_c,
+                           "reading": levels_reached(t_min, [(f"{limits.frostbite_c:g} C", limits.frostbite_c),
+                                                             (f"its ice edge ({edge:.1f} C): frostbite", edge),
+                                                             (f"{limits.melanocyte_c:g} C (melanocytes)",
+                                                              limits.melanocyte_c)])}
         out["vessels"] = {}
         for vessel in self.roles.regions_with("artery"):
             if not len(node_sets[vessel]):
@@ -138,8 +195,11 @@ class ClinicalReading:
             t_min = float(min_temperature[node_sets[vessel]].min())
             wall = (walls or {}).get(vessel)
             judged = float(min_temperature[wall].min()) if wall is not None and len(wall) else t_min
-            out["vessels"][vessel] = {"min_temperature_C": t_min, "froze": t_min <= self.liquidus[vessel],
-                                      "thrombosis_risk": judged <= limits.thrombosis_c}
+            edge = self.liquidus[vessel]
+            out["vessels"][vessel] = {
+                "min_temperature_C": t_min, "froze": t_min <= edge, "thrombosis_risk": judged <= limits.thrombosis_c,
+                "reading": levels_reached(t_min, [(f"its ice edge ({edge:.1f} C)", edge)]) + "; wall " + levels_reached(
+                    judged, [(f"{limits.thrombosis_c:g} C (thrombosis)", limits.thrombosis_c)])}
             if wall is not None and len(wall):
                 out["vessels"][vessel]["wall_min_temperature_C"] = judged
         out["off_target_frozen_mm3"] = self.frozen_volumes(min_temperature, exclude=targets)
@@ -209,6 +269,23 @@ class ClinicalReading:
                 profile["time_below_injury_s"] = section_extremes(s, time_below[tets], stations)[1]
             out[nerve] = profile
         return out
+
+
+def levels_reached(minimum: float, levels: list[tuple[str, float]]) -> str:
+    """Which of the named ``levels`` (°C) a tissue's minimum temperature reached, in plain words, warmest first:
+    the one reading of the skin and the vessels in print, in the JSON and in the pictures.
+
+    Examples
+    --------
+    >>> levels_reached(-1.0, [("0 C", 0.0), ("its ice edge (-1.2 C)", -1.2), ("-4 C (melanocytes)", -4.0)])
+    'min -1.0 C: reached 0 C; not its ice edge (-1.2 C), not -4 C (melanocytes)'
+    >>> levels_reached(30.0, [("-15 C (thrombosis)", -15.0)])
+    'min 30.0 C: reached none; not -15 C (thrombosis)'
+    """
+    ordered = sorted(levels, key=lambda level: -level[1])
+    reached = [name for name, c in ordered if minimum <= c]
+    missed = [f"not {name}" for name, c in ordered if minimum > c]
+    return f"min {minimum:.1f} C: reached {', '.join(reached) or 'none'}" + (f"; {', '.join(missed)}" if missed else "")
 
 
 def section_extremes(s: np.ndarray, values: np.ndarray, stations: np.ndarray,
@@ -349,22 +426,6 @@ def _extent(s: np.ndarray, T: np.ndarray, inside: np.ndarray, level: float) -> t
     hi = np.maximum(np.where(inside, s, -np.inf).max(axis=1), np.where(crosses, s_cross, -np.inf).max(axis=1))
     some = inside.any(axis=1)
     return lo[some], hi[some]
-
-
-def arc_position(line: np.ndarray, points: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Arc length (m) along a polyline of each point's nearest point on it."""
-    a, b = line[:-1], line[1:]
-    ab = b - a
-    length2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-30)
-    start = np.concatenate([[0.0], np.cumsum(np.sqrt(length2))[:-1]])
-    out = np.empty(len(points))
-    for i in range(0, len(points), chunk):
-        rel = points[i:i + chunk, None, :] - a[None]
-        t = np.clip(np.einsum("ijk,jk->ij", rel, ab) / length2, 0.0, 1.0)
-        dist2 = np.sum((rel - t[..., None] * ab[None]) ** 2, axis=2)
-        j = np.argmin(dist2, axis=1)
-        out[i:i + chunk] = start[j] + t[np.arange(len(j)), j] * np.sqrt(length2[j])
-    return out
 
 
 def union_length(lo: np.ndarray, hi: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryofield.outcomes.summary import ClinicalSummary, RunSummary
+from cryofield.outcomes.summary import ClinicalSummary, FibreSummary, RunSummary
 
 
 def print_summary(report) -> None:
@@ -60,20 +60,13 @@ def print_clinical(c: ClinicalSummary) -> None:
             line += (f"; block expected for {lo:.0f}-{hi:.0f} weeks ({recovery['distance_mm']:.0f} mm to the end organ "
                      f"at {slow:g}-{fast:g} mm/day)")
         print(line)
+        if "fibres" in n:
+            print_fibres(n["fibres"])
     limits = c.get("thresholds", {})
     if "skin" in c:
-        sk = c["skin"]
-        flags = [f"{'FROSTBITE' if sk.get('frostbite') else 'no frostbite'} ({limits.get('frostbite_c', 0):g} C)",
-                 f"{'MELANOCYTE DAMAGE' if sk['melanocyte_damage'] else 'no melanocyte damage'} "
-                 f"({limits.get('melanocyte_c', -4):g} C)"]
-        print(f"  skin: min {sk['min_temperature_C']:.1f} C: {'FROZE' if sk['froze'] else 'did not freeze'}, "
-              + ", ".join(flags))
+        print(f"  skin: {c['skin']['reading']}")
     for name, v in c["vessels"].items():
-        wall = f", wall {v['wall_min_temperature_C']:.1f} C" if "wall_min_temperature_C" in v else ""
-        risk = "THROMBOSIS RISK" if v["thrombosis_risk"] else "no thrombosis risk"
-        froze = "FROZE" if v["froze"] else "did not freeze"
-        print(f"  vessel {name}: min {v['min_temperature_C']:.1f} C{wall}: {froze}, {risk} "
-              f"({limits.get('thrombosis_c', -15):g} C)")
+        print(f"  vessel {name}: {v['reading']}")
     frozen = {k: v for k, v in c.get("off_target_frozen_mm3", {}).items() if v > 0.05}
     if "off_target_frozen_mm3" in c:
         listed = ", ".join(f"{k} {v:.1f}" for k, v in frozen.items()) or "none"
@@ -84,6 +77,27 @@ def print_clinical(c: ClinicalSummary) -> None:
                            if d["damaged_mm3"][k] > 0.05) or "none"
         print(f"  threshold damage (damaged / necrotic mm3, > {limits.get('damage_s', 50):g} s at "
               f"<= {limits.get('damage_c', 0):g} C, or <= {limits.get('necrosis_c', -20):g} C): {listed}")
+
+
+def print_fibres(f: FibreSummary) -> None:
+    """A nerve's fibre reading: the injured fraction at each level, the verdict at the injury level with the
+    grades of the fibres, and the forecast of sensory return."""
+    levels = f["injured_fraction_by_level"]
+    print(f"      fibres ({f['fibres']}, equal areas) injured at {' / '.join(levels)} C: "
+          f"{' / '.join(f'{100 * v:.0f}' for v in levels.values())} %")
+    g = f["grades"]
+    print(f"      block at {f['injury_c']:g} C: {f['verdict'].upper()}, {100 * f['injured_fraction']:.0f} % of the "
+          f"fibres (complete from {100 * f['complete_fraction']:.0f} %); grades: neurapraxia "
+          f"{100 * g['neurapraxia']:.0f} %, axonotmesis {100 * g['axonotmesis']:.0f} %, neurotmesis "
+          f"{100 * g['neurotmesis']:.0f} %")
+    relief = f.get("relief") or {}
+    if relief.get("weeks"):
+        lo, hi = relief["weeks"]
+        slow, fast = relief["regrowth_mm_per_day"]
+        print(f"      sensory return expected in {lo:.0f}-{hi:.0f} weeks ({relief['distance_mm']:.0f} mm from the "
+              f"lesion to the end of the territory at {slow:g}-{fast:g} mm/day; a forecast of sensation, not of pain)")
+    elif relief.get("reason"):
+        print(f"      no forecast of sensory return: {relief['reason']}")
 
 
 def print_devices(devices: dict) -> None:

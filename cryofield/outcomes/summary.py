@@ -45,6 +45,33 @@ class Recovery(TypedDict):
     lesion_from_mm: NotRequired[float]
 
 
+class Relief(TypedDict):
+    """The forecast of sensory return from the fibre reading (``weeks``: fast and slow regrowth), or None with
+    the ``reason``."""
+
+    weeks: list[float] | None
+    reason: NotRequired[str]
+    distance_mm: NotRequired[float]
+    regrowth_mm_per_day: NotRequired[list[float]]
+    forecast: NotRequired[str]
+
+
+class FibreSummary(TypedDict):
+    """A nerve read fibre by fibre (:mod:`cryofield.outcomes.fibres`): fractions are of the cross-section's area."""
+
+    fibres: int
+    grades: dict[str, float]  # none, neurapraxia, axonotmesis, neurotmesis -> fraction
+    injured_fraction_by_level: dict[str, float]  # by level (°C, ``f"{c:g}"``), warmest first
+    injury_c: float
+    min_length_mm: float
+    complete_fraction: float
+    injured_fraction: float  # at the injury level
+    verdict: str  # complete, partial, none
+    injured_from_mm: float | None
+    to_end_mm: float | None
+    relief: Relief
+
+
 class NerveReading(TypedDict):
     """One nerve's clinical reading (:meth:`cryofield.outcomes.clinical.ClinicalReading.summary`)."""
 
@@ -58,19 +85,26 @@ class NerveReading(TypedDict):
     target: bool
     max_time_below_injury_s: NotRequired[float]
     recovery: Recovery
+    fibres: NotRequired[FibreSummary]
 
 
 class SkinReading(TypedDict):
+    """The skin's coldest point and the levels it reached (``reading``: the words print and pictures use)."""
+
     min_temperature_C: float
     froze: bool
-    frostbite: bool
+    frostbite: bool  # froze, at or below the frostbite level
     melanocyte_damage: bool
+    reading: str
 
 
 class VesselReading(TypedDict):
+    """A vessel's lumen and wall minimum and the levels they reached (``reading``)."""
+
     min_temperature_C: float
     froze: bool
     thrombosis_risk: bool
+    reading: str
     wall_min_temperature_C: NotRequired[float]
 
 

@@ -74,7 +74,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
     from cryofield.sweep.report import draw_report
-    from cryofield.sweep.uncertainty import format_probabilities
+    from cryofield.sweep.uncertainty import format_distribution, format_probabilities
 
     directory = args.directory
     if not (directory / "summary.json").is_file() or not (directory / "results.parquet").is_file():
@@ -88,7 +88,8 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
             from None
     c = summary["counts"]
     print(f"{summary['sweep']}: {summary['variants']} variant(s), {c['ok']} ok, {c['failed']} failed")
-    for line in format_probabilities(summary.get("probabilities", {})):
+    for line in format_probabilities(summary.get("probabilities", {})) + format_distribution(
+            summary.get("injured_fraction")):
         print(f"  {line}")
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from cryofield.errors import InputError
-from cryofield.sweep.schema import LocalClusterSpec, LocalCudaClusterSpec, SlurmClusterSpec, Sweep
+from cryofield.sweep.schema import SAMPLED_DESIGNS, LocalClusterSpec, LocalCudaClusterSpec, SlurmClusterSpec, Sweep
 from cryofield.sweep.table import write_table
-from cryofield.sweep.uncertainty import format_probabilities, probabilities
+from cryofield.sweep.uncertainty import distribution, format_distribution, format_probabilities, probabilities
 from cryofield.sweep.variants import Variant, expand
 from cryofield.sweep.worker import ROW_FILE, read_row, run_variants, write_row
 
@@ -197,7 +197,8 @@ class _State:
             "wall_s": None if wall_s is None else round(wall_s, 3), "interrupted": interrupted,
             "started_at": self.started, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "target_nerve": spec.target_nerve, "durable_block_mm": threshold,
-            "probabilities": probabilities(rows, spec.confidence, spec.interval)}
+            "probabilities": probabilities(rows, spec.confidence, spec.interval),
+            "injured_fraction": distribution(rows, "injured_fraction")}
         _write_text(self.out_dir / SUMMARY, json.dumps(summary, indent=2))
         self.paths["summary"] = self.out_dir / SUMMARY
         return summary
@@ -519,9 +520,9 @@ def print_result(result: SweepResult) -> None:
         print(f"  variant {row['variant']} failed{key}: {row['error']}")
     if len(failed) > MAX_LISTED_FAILURES:
         print(f"  ... and {len(failed) - MAX_LISTED_FAILURES} more failed variant(s): see the table's error column")
-    if s["design"] in ("lhs", "random") and s["probabilities"]:
+    if s["design"] in SAMPLED_DESIGNS and s["probabilities"]:
         print("probabilities over the finished variants:")
-        for line in format_probabilities(s["probabilities"]):
+        for line in format_probabilities(s["probabilities"]) + format_distribution(s.get("injured_fraction")):
             print(f"  {line}")
     for kind, path in result.paths.items():
         print(f"{kind}: {path}")

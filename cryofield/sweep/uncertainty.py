@@ -4,7 +4,8 @@ For a sampled sweep (``design: lhs`` or ``random`` over distributions of tissue 
 the probe's pose) the fraction of variants with an outcome estimates its probability; the interval says
 how well ``n`` samples pin it down: Wilson's score interval (default; good coverage at any ``n``) or the
 exact Clopper–Pearson interval (conservative). Outcomes: every yes/no column of the table, the headline
-ones first: ``durable_block``, ``skin_froze``, ``skin_melanocyte_damage``, ``artery_froze``,
+ones first: ``complete_block`` and ``partial_block`` (the target nerve's fibre verdict), ``durable_block``,
+``skin_froze``, ``skin_melanocyte_damage``, ``artery_froze``,
 ``artery_thrombosis_risk`` and ``skin_or_artery_froze`` (either froze).
 
 Examples
@@ -22,8 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-HEADLINE = ["durable_block", "skin_froze", "skin_melanocyte_damage", "artery_froze", "artery_thrombosis_risk",
-            "skin_or_artery_froze"]
+HEADLINE = ["complete_block", "partial_block", "durable_block", "skin_froze", "skin_melanocyte_damage", "artery_froze",
+            "artery_thrombosis_risk", "skin_or_artery_froze"]
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -93,3 +94,37 @@ def format_probabilities(probs: dict[str, dict], headline_only: bool = True) -> 
         lines.append(f"{name:<24} P = {p} ({q['k']}/{q['n']}), {q['confidence']:.0%} CI "
                      f"{q['low']:.3f}-{q['high']:.3f} ({q['method']})")
     return lines
+
+
+#: The quantiles a distribution of a continuous outcome is summarised by.
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def distribution(rows: list[dict[str, Any]], column: str = "injured_fraction") -> dict[str, Any] | None:
+    """The spread of a continuous outcome over the finished variants: ``n``, the mean and the quantiles
+    (:data:`QUANTILES`); None when no variant has it.
+
+    Examples
+    --------
+    >>> rows = [{"status": "ok", "injured_fraction": f} for f in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    >>> d = distribution(rows)
+    >>> d["n"], round(d["mean"], 3), d["quantiles"]["0.5"]
+    (5, 0.6, 0.6)
+    """
+    import numpy as np
+
+    values = [float(r[column]) for r in rows if r.get("status") == "ok" and isinstance(r.get(column), (int, float))
+              and not isinstance(r.get(column), bool)]
+    if not values:
+        return None
+    return {"column": column, "n": len(values), "mean": float(np.mean(values)),
+            "quantiles": {f"{q:g}": float(np.quantile(values, q)) for q in QUANTILES}}
+
+
+def format_distribution(d: dict[str, Any] | None) -> list[str]:
+    """One line like ``injured_fraction  mean 0.61, 5-50-95 % 0.21 / 0.60 / 0.98 (n = 5)``."""
+    if not d:
+        return []
+    q = d["quantiles"]
+    return [f"{d['column']:<24} mean {d['mean']:.3f}, 5-50-95 % {q['0.05']:.3f} / {q['0.5']:.3f} / {q['0.95']:.3f} "
+            f"(n = {d['n']})"]

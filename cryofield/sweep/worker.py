@@ -159,7 +159,14 @@ def outcomes(summary: RunSummary, target_nerve: str | None = None) -> dict[str, 
             row[f"nerve.{name}.lesion_whole_{label}_mm"] = lengths["whole_section_mm"]
             row[f"nerve.{name}.lesion_any_{label}_mm"] = lengths["any_part_mm"]
         row[f"nerve.{name}.durable_block"] = bool(n["durable_block"])
-    chosen = [nerves[target_nerve]] if target_nerve else list(nerves.values())
+        row |= fibre_columns(name, n.get("fibres"))
+    chosen = [nerves[target_nerve]] if target_nerve else [n for n in nerves.values() if n.get("target", True)]
+    chosen = chosen or list(nerves.values())
+    read = [n["fibres"] for n in chosen if n.get("fibres")]
+    if read:  # the fibre reading of the target nerve(s): the headline of a sweep
+        row |= {"complete_block": any(f["verdict"] == "complete" for f in read),
+                "partial_block": any(f["verdict"] != "none" for f in read),
+                "injured_fraction": max(f["injured_fraction"] for f in read)}
     row |= {"durable_block": any(n["durable_block"] for n in chosen),
             "lesion_whole_mm": max(n["lesion_length"][injury]["whole_section_mm"] for n in chosen),
             "lesion_any_mm": max(n["lesion_length"][injury]["any_part_mm"] for n in chosen),
@@ -215,3 +222,17 @@ def _set_threads(threads: int | None) -> None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def fibre_columns(nerve: str, fibres: dict | None) -> dict[str, Any]:
+    """A nerve's fibre-reading columns: its injured fraction at the injury level and at each level read, and
+    its verdict (none when the run read no fibres)."""
+    from cryofield.model.roles import threshold_label
+
+    if not fibres:
+        return {}
+    out: dict[str, Any] = {f"nerve.{nerve}.injured_fraction": fibres["injured_fraction"],
+                           f"nerve.{nerve}.verdict": fibres["verdict"]}
+    for level, fraction in fibres["injured_fraction_by_level"].items():
+        out[f"nerve.{nerve}.injured_fraction_{threshold_label(float(level))}"] = fraction
+    return out

@@ -7,6 +7,7 @@ there, and its pictures name the same nerves, vessels and skin as its clinical s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -155,6 +156,22 @@ class VizResult:
             return {name: {k: g[k][()] for k in g} for name, g in f["clinical"].items()}
 
     @cached_property
+    def fibres(self) -> dict[str, dict]:
+        """The result's fibre-by-fibre reading of each nerve (``/clinical_fibres/NERVE``); empty without.
+
+        Returns
+        -------
+        dict
+            Per nerve: its arrays (``u_mm``, ``v_mm``, ``min_temperature``, ``coldest_mm``, ``grade`` (K,),
+            ``length_below_mm`` (n, K), ``time`` and ``injured_fraction`` (M,)) and attributes (``levels``
+            (n,) °C warmest first, ``injury_c``, and ``summary``, the nerve's fibre summary decoded from JSON).
+        """
+        with h5py.File(self.result.path, "r") as f:
+            if "clinical_fibres" not in f:
+                return {}
+            return {name: {k: g[k][()] for k in g} | _fibre_attrs(g.attrs) for name, g in f["clinical_fibres"].items()}
+
+    @cached_property
     def clinical(self) -> ClinicalSummary | None:
         """The clinical reading of the result (:mod:`cryofield.outcomes.clinical`), from its fields and role table:
         the same block as the run's JSON summary."""
@@ -170,7 +187,15 @@ class VizResult:
         if not reading.nerves:
             return None
         return reading.summary(fields["min_temperature"], time_below=below, damage=damage, walls=inputs.walls,
-                               targets=inputs.targets)
+                               targets=inputs.targets, fibres=self.fibre_summaries)
+
+    @cached_property
+    def fibre_summaries(self) -> dict[str, dict]:
+        """Each nerve's fibre summary as the run stored it (``/clinical_fibres/NERVE`` attribute ``summary``);
+        empty for a result without."""
+        with h5py.File(self.result.path, "r") as f:
+            group = f.get("clinical_fibres")
+            return {} if group is None else {name: json.loads(g.attrs["summary"]) for name, g in group.items()}
 
     @cached_property
     def devices(self) -> dict[str, dict]:
@@ -248,3 +273,15 @@ class VizResult:
         pad = max(margin, 0.5 * float(np.max(hi - lo)))
         return np.maximum(lo - pad, lo_mesh), np.minimum(hi + pad, hi_mesh)
 
+
+
+def _fibre_attrs(attrs: h5py.AttributeManager) -> dict:
+    """The attributes of a ``/clinical_fibres/NERVE`` group, the summary decoded (empty when absent)."""
+    out = {k: attrs[k] for k in attrs if k != "summary"}
+    summary = attrs.get("summary", "{}")
+    out["summary"] = json.loads(summary.decode() if isinstance(summary, bytes) else str(summary))
+    if "levels" in out:
+        out["levels"] = np.atleast_1d(np.asarray(out["levels"], float))
+    if "injury_c" in out:
+        out["injury_c"] = float(out["injury_c"])
+    return out

@@ -1,5 +1,6 @@
 """Time-series plots of a result: ice volume, nerve temperature and frozen length, skin, probe, by region,
-and the devices' records (a controller's sensor, set point and flow; the heat each device moves).
+and the devices' records (a controller's sensor, set point and flow; the heat each device moves); the injury
+along and across each nerve (:func:`nerve_figure`).
 
 The metric series (recorded every ``metrics_interval``) come straight from the result; the nerve's length
 at or below the injury level (−20 °C) needs the whole field, so it is measured on the snapshots. Protocol
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.tri import Triangulation
+from scipy.spatial import cKDTree
 
 from cryofield.model.roles import THRESHOLDS, Thresholds
 from cryofield.viz.data import VizResult
 from cryofield.viz.geometry import NerveLength
-from cryofield.viz.roles import STYLES, isotherm_colours, level_label, size_scale
+from cryofield.viz.roles import FIBRE_MAP, STYLES, isotherm_colours, level_label, size_scale
 
 MM = 1e3
 
@@ -53,7 +58,9 @@ def nerve_lengths(vr: VizResult, measure: NerveLength, level: float | None = Non
 
 def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
                       nerve_length: NerveLength | None = None) -> Figure:
-    """A 4 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded.
+    """A 4 × 2 grid of time series (panels titled as :data:`PANELS`), protocol phases shaded; two more panels
+    for the ice-ball shape when the probes have a pose. The nerve-length panel carries, on its right axis
+    (:data:`FIBRES_AXIS`), each nerve's fraction of fibres injured so far when the result reads them.
 
     ``nerve_length`` (built from ``vr`` when not given) measures the nerves' frozen length.
     """
@@ -190,6 +197,31 @@ def _nerve_length(ax, vr: VizResult, measure: NerveLength) -> None:
     ax.axhline(block, color="0.3", ls=":", lw=_thin(), label=f"{block:g} mm: durable block")
     ax.set_ylabel("mm along the nerve")
     ax.set_ylim(bottom=0.0)
+    _fibres_injured(ax, vr, order)
+
+
+#: The label of the injured-fraction axis of the nerve-length panel (on its right).
+FIBRES_AXIS = "% of fibres injured"
+
+
+def _fibres_injured(ax, vr: VizResult, order: list[str]) -> None:
+    """On the right of the nerve-length panel (the grid is full), each nerve's fraction of fibres injured at
+    the injury level so far (``/clinical_fibres``, in %); nothing for a result without."""
+    series = {name: f for name, f in vr.fibres.items() if len(f.get("time", ())) and len(f.get("injured_fraction", ()))}
+    if not series:
+        return
+    twin = ax.twinx()
+    for name, fibres in series.items():
+        colour = f"C{order.index(name)}" if name in order else "0.3"  # the nerve's colour of the other panels
+        twin.plot(fibres["time"], 100.0 * fibres["injured_fraction"], color=colour, ls="-.",
+                  label=f"{name}: fibres injured (%)")
+    twin.set_ylim(0.0, 100.0)
+    twin.set_ylabel(FIBRES_AXIS)
+    ax.set_zorder(twin.get_zorder() + 1)  # the panel's legend over the right axis' lines, its background clear
+    ax.patch.set_visible(False)
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = twin.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, loc="best", framealpha=0.85, handlelength=3.0)  # dash-dot
 
 
 def _skin(ax, vr: VizResult, t: np.ndarray) -> None:
@@ -287,28 +319,132 @@ def nerve_figure(vr: VizResult, size: tuple[int, int] = (1200, 900)) -> Figure |
     Per nerve, along its centreline (mm from its proximal end): the coldest and the warmest minimum
     temperature of its cross-section (the extent of the injury and where the whole section was reached),
     the injury grades shaded by temperature, the time at the injury level, and the verdict of the clinical
-    reading: lengths, durable block, recovery forecast.
+    reading: lengths, durable block, recovery forecast. Beside it, when the result reads the nerve fibre by
+    fibre (``/clinical_fibres``), its cross-section: each fibre at its offset, coloured by its minimum
+    temperature, the levels as contour lines and the block verdict (:func:`_fibre_section`).
     """
     profiles = vr.nerve_profiles
-    clinical = vr.clinical or {}
-    limits = vr.thresholds
-    shown = [n for n, p in profiles.items() if np.nanmin(p["coldest_C"]) <= limits.neurapraxia_c]
     if not profiles:
         return None
-    shown = shown or list(profiles)[:1]
+    clinical = vr.clinical or {}
+    limits = vr.thresholds
+    fibres = {name: f for name, f in vr.fibres.items() if len(f.get("u_mm", ())) >= 3}
+    shown = _nerves_shown(vr, profiles)
+    across = [name for name in shown if name in fibres]
+    norm = _fibre_norm([fibres[name]["min_temperature"] for name in across], limits)
     with matplotlib.rc_context(_scaled_style(size_scale(size))):
         fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
         FigureCanvasAgg(fig)
-        axes = np.atleast_1d(fig.subplots(len(shown), 1, squeeze=False).ravel())
-        fig.subplots_adjust(left=0.08, right=0.9, top=0.86, bottom=0.09, hspace=0.5)
-        for ax, name in zip(axes, shown):
+        grid = fig.add_gridspec(len(shown), 2, width_ratios=(1.8, 1.0), left=0.08, right=0.92 if across else 0.9,
+                                top=0.86, bottom=0.09, hspace=0.5, wspace=0.32)
+        axes = []
+        for row, name in enumerate(shown):
+            ax = fig.add_subplot(grid[row, 0] if name in fibres else grid[row, :])
             _nerve_profile(ax, name, profiles[name], (clinical.get("nerves") or {}).get(name, {}), limits)
+            if name in fibres:
+                _fibre_section(fig.add_subplot(grid[row, 1]), name, fibres[name], limits, norm)
+            axes.append(ax)
         axes[-1].set_xlabel("mm along the nerve from its proximal end")
         fig.legend(handles=[Patch(facecolor=c, edgecolor="0.6", label=g) for c, g in
                             zip(GRADE_COLOURS[1:], ("neurapraxia", "axonotmesis", "neurotmesis"))],
                    loc="upper right", ncol=3, frameon=False, bbox_to_anchor=(0.98, 0.965))
-        fig.suptitle(f"{vr.name}: injury along the nerve", x=0.08, ha="left", fontsize="xx-large")
+        where = "along and across the nerve" if across else "along the nerve"
+        fig.suptitle(f"{vr.name}: injury {where}", x=0.08, ha="left", fontsize="xx-large")
     return fig
+
+
+def _nerves_shown(vr: VizResult, profiles: dict[str, dict]) -> list[str]:
+    """The nerves of the nerve picture: those cooled to neurapraxia and the probes' targets (a missed target
+    is worth seeing), in profile order; the first nerve when there are none."""
+    targets = vr.result.clinical_inputs.targets or []
+    cold = vr.thresholds.neurapraxia_c
+    cooled = [n for n, p in profiles.items() if n in targets or np.nanmin(p["coldest_C"]) <= cold]
+    return cooled or list(profiles)[:1]
+
+
+def _fibre_norm(minima: list[np.ndarray], limits: Thresholds) -> Normalize:
+    """One temperature scale for every cross-section of the picture (the same colour, the same temperature),
+    from the coldest fibre (at least 10 degrees below the injury level) to the warmest (at least 0 °C)."""
+    if not minima:
+        return Normalize(limits.injury_c - 10.0, 0.0)
+    low = min(min(float(np.min(m)) for m in minima), limits.injury_c - 10.0)
+    return Normalize(low, max(max(float(np.max(m)) for m in minima), 0.0))
+
+
+def _fibre_section(ax, name: str, fibres: dict, limits: Thresholds, norm: Normalize) -> None:
+    """The nerve's cross-section at the lesion: each fibre at its offset (u, v) coloured by its minimum
+    temperature on ``norm``, the levels as contour lines of it, and the verdict at the injury level in the
+    title."""
+    u, v, cold = fibres["u_mm"], fibres["v_mm"], fibres["min_temperature"]
+    pitch = _fibre_pitch(u, v)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlim(u.min() - pitch, u.max() + pitch)
+    ax.set_ylim(v.min() - pitch, v.max() + pitch)
+    dots = ax.scatter(u, v, c=cold, cmap=FIBRE_MAP, norm=norm, marker="s", s=_marker_area(ax, pitch), linewidths=0)
+    injury = float(fibres.get("injury_c", limits.injury_c))
+    _fibre_levels(ax, u, v, cold, fibres.get("levels", [injury]), injury, pitch)
+    bar = ax.figure.colorbar(dots, cax=ax.inset_axes([1.05, 0.0, 0.05, 1.0]))
+    bar.set_label("fibre minimum °C")
+    ax.set_xlabel("mm across (normal)")
+    ax.set_ylabel("mm across (binormal)")
+    ax.set_title(_fibre_title(name, fibres, injury), loc="left")
+
+
+def _fibre_levels(ax, u: np.ndarray, v: np.ndarray, cold: np.ndarray, levels, injury: float, pitch: float) -> None:
+    """The levels the fibres crossed as labelled contour lines of their minimum temperature, black on a white
+    halo as in the slice (the fibres already carry the isotherm colours), the injury level bold; triangles
+    longer than a few fibre spacings are masked so that a concave section is not bridged."""
+    inside = sorted(float(c) for c in np.atleast_1d(levels) if cold.min() < c < cold.max())
+    if not inside:  # the whole section on one side of every level: nothing to draw
+        return
+    tri = Triangulation(u, v)
+    corners = np.stack([u[tri.triangles], v[tri.triangles]], axis=-1)
+    edges = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=-1)
+    tri.set_mask(edges.max(axis=1) > 4.0 * pitch)
+    widths = [(2.0 if np.isclose(c, injury) else 1.1) * _thin() for c in inside]
+    lines = ax.tricontour(tri, cold, levels=inside, colors="black", linewidths=widths)
+    lines.set(path_effects=[patheffects.withStroke(linewidth=max(widths) + 2.0 * _thin(), foreground="white")])
+    for label in ax.clabel(lines, fmt=_deg, fontsize="small", colors="black"):  # readable on the darkest fibres
+        label.set_path_effects([patheffects.withStroke(linewidth=2.5 * _thin(), foreground="white")])
+
+
+def _fibre_title(name: str, fibres: dict, injury: float) -> str:
+    """``'nerve: partial block\n57 % of fibres at ≤ −20 °C'``: the summary's verdict, else the fibres' own."""
+    summary = fibres.get("summary") or {}
+    fraction = summary.get("injured_fraction")
+    if fraction is None:  # no summary: the fibres that reached the level (without a minimum length)
+        fraction = float(np.mean(fibres["min_temperature"] <= injury))
+    verdict = summary.get("verdict", "complete" if fraction >= 0.9 else "partial" if fraction > 0 else "none")
+    block = {"complete": "complete block", "partial": "partial block"}.get(verdict, "no block")
+    return f"{name}: {block}\n{_percent(fraction)} of fibres at ≤ {_deg(injury)}"
+
+
+def _percent(fraction: float) -> str:
+    """``0.568`` → ``'57 %'``; a fraction that rounds to 0 or 100 % but is not says so (``'< 1 %'``)."""
+    if 0.0 < fraction < 0.005:
+        return "< 1 %"
+    if 0.995 <= fraction < 1.0:
+        return "> 99 %"
+    return f"{100.0 * fraction:.0f} %"
+
+
+def _fibre_pitch(u: np.ndarray, v: np.ndarray) -> float:
+    """The spacing of the fibres (mm), from their density: in a uniform spread of spacing ``p`` the fourth
+    nearest neighbour lies about ``p √(4/π)`` away (the median keeps the section's edge out of it)."""
+    points = np.column_stack([u, v])
+    k = min(4, len(points) - 1)
+    distance, _ = cKDTree(points).query(points, k=k + 1)  # the first neighbour found is the fibre itself
+    return float(np.median(distance[:, k]) / np.sqrt(k / np.pi))
+
+
+def _marker_area(ax, pitch: float) -> float:
+    """Marker area (points²) of a square 1.5 fibre spacings wide, so that the jittered fibres tile the section
+    (the equal-aspect axes fit the larger of its spans across their side)."""
+    box = ax.get_position()
+    width, height = box.width * ax.figure.get_figwidth(), box.height * ax.figure.get_figheight()  # inches
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    inches_per_mm = min(width / (x1 - x0), height / (y1 - y0))
+    return float((1.5 * pitch * inches_per_mm * 72.0) ** 2)  # overlapping: the jitter leaves no gaps
 
 
 def _nerve_profile(ax, name: str, profile: dict, verdict: dict, limits: Thresholds) -> None:

@@ -8,7 +8,8 @@ default time, the end of the last freeze, and ``_tTs`` for ``--time T``):
 * ``NAME_slice{SUFFIX}.png``: the ultrasound-plane slice (of an axisymmetric result: its section through
   the axis, mirrored);
 * ``NAME_timeseries.png``: the time-series plots;
-* ``NAME_nerve.png``: the injury along each cooled nerve, when the result has nerves with centrelines;
+* ``NAME_nerve.png``: the injury along each cooled nerve, when the result has nerves with centrelines, and
+  across it (its fibres' minimum temperature in its cross-section) when the result reads it fibre by fibre;
 * ``NAME_slice.gif`` or ``NAME_3d.mp4`` (...) with ``animate``: every snapshot in turn.
 
 The slice and the plots need only matplotlib, so they are made even where the 3D view cannot be.

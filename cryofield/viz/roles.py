@@ -43,6 +43,11 @@ SHAFT_COLOUR = "#9aa3ad"
 #: Isotherm colours run from the ice edge (sky blue) to the coldest level (violet).
 _ICE_MAP = LinearSegmentedColormap.from_list("cryofield_ice", ["#38b6f0", "#1f4fd1", "#5b1fa6"])
 
+#: Fibres' minimum temperature (the nerve's cross-section): the isotherm colours on the cold side (violet
+#: coldest, sky blue at the ice edge), warming through pale to the tissue's own warmth.
+FIBRE_MAP = LinearSegmentedColormap.from_list("cryofield_fibres", ["#5b1fa6", "#1f4fd1", "#38b6f0", "#f2efe6",
+                                                                   "#e6a06a"])
+
 #: The ice edge: the warmest isotherm by default (``outputs.isotherms``).
 ICE_EDGE_C = -1.0
 

@@ -22,7 +22,7 @@ from cryofield.run import runner
 from cryofield.viz import headless
 from cryofield.viz.data import VizResult
 from cryofield.viz.geometry import nerve_centrelines, ultrasound_plane, unique_rows
-from cryofield.viz.plots import ICEBALL_PANELS, PANELS, timeseries_figure
+from cryofield.viz.plots import FIBRES_AXIS, ICEBALL_PANELS, PANELS, nerve_figure, timeseries_figure
 from cryofield.viz.roles import STYLES, isotherm_colours, level_label
 from cryofield.viz.slice import SliceView
 
@@ -411,3 +411,80 @@ def test_a_result_of_the_previous_format_still_reads_with_the_same_clinical_read
     previous = VizResult.open(old)
     assert previous.result.clinical_inputs == stored
     assert previous.clinical == vr.clinical and vr.clinical is not None
+
+
+FIBRE_ARRAYS = ("u_mm", "v_mm", "min_temperature", "coldest_mm", "grade")
+
+
+def test_fibres_hold_each_nerve_reading_with_consistent_shapes(vr):
+    fibres = vr.fibres
+    assert set(fibres) == {"nerve"}
+    nerve = fibres["nerve"]
+    k = len(nerve["u_mm"])
+    assert k > 100 and all(nerve[name].shape == (k,) for name in FIBRE_ARRAYS)
+    levels = nerve["levels"]
+    assert list(levels) == sorted(levels, reverse=True) and vr.thresholds.injury_c in levels
+    assert nerve["length_below_mm"].shape == (len(levels), k) and nerve["injury_c"] == vr.thresholds.injury_c
+    assert set(np.unique(nerve["grade"])) <= {0, 1, 2, 3}
+    time, fraction = nerve["time"], nerve["injured_fraction"]
+    assert time.shape == fraction.shape and len(time) >= 2 and np.all(np.diff(time) > 0)
+    assert np.all((fraction >= 0) & (fraction <= 1)) and np.all(np.diff(fraction) >= 0)  # injured so far
+    summary = nerve["summary"]
+    assert summary["verdict"] in {"complete", "partial", "none"} and 0 <= summary["injured_fraction"] <= 1
+    assert summary["fibres"] == k
+
+
+def fibre_section(fig) -> object | None:
+    """The cross-section panel of a nerve picture: the axes titled with the fibres' verdict, if any."""
+    found = [ax for ax in fig.axes if "of fibres at ≤" in ax.get_title(loc="left")]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_nerve_picture_shows_the_fibres_across_the_nerve(vr, tmp_path):
+    fig = nerve_figure(vr, SIZE)
+    section = fibre_section(fig)
+    assert section is not None
+    nerve, summary = vr.fibres["nerve"], vr.fibres["nerve"]["summary"]
+    block = {"complete": "complete block", "partial": "partial block", "none": "no block"}[summary["verdict"]]
+    assert section.get_title(loc="left") == (f"nerve: {block}\n{100 * summary['injured_fraction']:.0f} % of fibres "
+                                             "at ≤ −20 °C")
+    dots = section.collections[0]
+    np.testing.assert_allclose(dots.get_offsets(), np.column_stack([nerve["u_mm"], nerve["v_mm"]]))
+    np.testing.assert_allclose(dots.get_array(), nerve["min_temperature"])
+    assert section.get_aspect() == 1.0
+    assert [ax.get_ylabel() for ax in section.child_axes] == ["fibre minimum °C"]  # its colour bar, inset
+    crossed = [c for c in nerve["levels"] if nerve["min_temperature"].min() < c < nerve["min_temperature"].max()]
+    assert crossed and [float(v) for v in section.collections[1].levels] == sorted(crossed)  # the levels' contours
+    fig.savefig(tmp_path / "nerve.png", dpi=100)
+    assert_picture(tmp_path / "nerve.png")
+
+
+def test_time_series_show_the_fibres_injured_over_time(vr):
+    fig = timeseries_figure(vr, SIZE)
+    right = [ax for ax in fig.axes if ax.get_ylabel() == FIBRES_AXIS]
+    assert len(right) == 1 and right[0].get_ylim() == (0.0, 100.0)
+    nerve = vr.fibres["nerve"]
+    line = {ln.get_label(): ln for ln in right[0].get_lines()}["nerve: fibres injured (%)"]
+    np.testing.assert_allclose(line.get_xdata(), nerve["time"])
+    np.testing.assert_allclose(line.get_ydata(), 100 * nerve["injured_fraction"])
+    length = next(ax for ax in fig.axes if ax.get_title(loc="left") == "Nerve length at ≤ −20 °C")
+    assert "nerve: fibres injured (%)" in [t.get_text() for t in length.get_legend().get_texts()]
+
+
+def test_a_result_without_fibres_still_draws_every_picture(shell_result, tmp_path):
+    import h5py
+
+    old = tmp_path / "old.h5"
+    shutil.copy(shell_result, old)
+    with h5py.File(old, "r+") as f:
+        del f["clinical_fibres"]
+    previous = VizResult.open(old)
+    assert previous.fibres == {} and previous.nerve_profiles
+    nerve = nerve_figure(previous, SIZE)
+    assert nerve is not None and fibre_section(nerve) is None
+    series = timeseries_figure(previous, SIZE)
+    assert not [ax for ax in series.axes if ax.get_ylabel() == FIBRES_AXIS]
+    for name, fig in (("nerve.png", nerve), ("timeseries.png", series)):
+        fig.savefig(tmp_path / name, dpi=100)
+        assert_picture(tmp_path / name)

@@ -1,13 +1,19 @@
-"""The clinical reading of the dose fields once the run is over: the damage fraction, the profiles along
-each nerve (``/clinical``) and the summary's ``clinical`` block (:mod:`cryofield.outcomes.clinical`)."""
+"""The clinical reading of the dose fields: at every output time the fraction of each nerve's fibres injured
+so far (``/clinical_fibres/NERVE``: ``time``, ``injured_fraction``), and once the run is over the damage
+fraction, the profiles along each nerve (``/clinical``), every fibre's reading (``/clinical_fibres``) and
+the summary's ``clinical`` block (:mod:`cryofield.outcomes.clinical`, :mod:`cryofield.outcomes.fibres`)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
 from cryofield.io.results import ResultWriter
 from cryofield.model.roles import RoleTable, threshold_label
+from cryofield.model.schedule import Segment
 from cryofield.outcomes.clinical import damage_fraction
+from cryofield.outcomes.fibres import fibre_arrays, injured
 from cryofield.outcomes.inputs import ClinicalInputs
 from cryofield.run.driver import Observer, RunState
 from cryofield.run.observers.dose import DoseTracker
@@ -37,6 +43,30 @@ class ClinicalReadout(Observer):
                  elem_region: np.ndarray, region_names: list[str], roles: RoleTable):
         self.dose, self.inputs, self.limits = dose, inputs, roles.thresholds
         self.reading = inputs.reading(points, tets, elem_region, region_names, roles)
+        self.rows: dict[str, list[float]] = {"time": []}
+
+    def at_output(self, run: RunState, segment: Segment) -> None:
+        """The injured fraction of each nerve's fibres at the injury level so far (for the time series)."""
+        bundles = self.reading.bundles
+        if not bundles:
+            return
+        T_min = self.dose.min_temperature(run)
+        self.rows["time"].append(segment.end)
+        limits = self.limits
+        for nerve, bundle in bundles.items():
+            if limits.fibre_min_length_mm > 0:  # the injured length needs the whole reading
+                reading = bundle.read(T_min, None, (limits.injury_c,), limits)
+                fraction = float(np.mean(injured(reading, limits.injury_c, limits.fibre_min_length_mm)))
+            else:
+                fraction = bundle.reached_fraction(T_min, limits.injury_c)
+            self.rows.setdefault(nerve, []).append(fraction)
+
+    def state(self, run: RunState) -> dict[str, np.ndarray]:
+        return {name: np.asarray(values, float) for name, values in self.rows.items()}
+
+    def restore(self, run: RunState, state: dict[str, np.ndarray]) -> None:
+        self.rows = {name: [float(v) for v in np.atleast_1d(values)] for name, values in state.items()}
+        self.rows.setdefault("time", [])
 
     def fields(self, run: RunState) -> dict[str, np.ndarray]:
         """The dose fields and the threshold damage fraction computed from them (``damage_fraction``)."""
@@ -50,6 +80,13 @@ class ClinicalReadout(Observer):
         writer.write_arrays("fields", {"damage_fraction": fields["damage_fraction"]})
         for nerve, profile in self.reading.profiles(fields["min_temperature"], self._below_injury(fields)).items():
             writer.write_arrays(f"clinical/{nerve}", profile, {"profile_mm": self.limits.profile_mm})
+        for nerve in self.reading.bundles:
+            fibres = self.reading.read_fibres(nerve, fields["min_temperature"], self._below_injury(fields))
+            writer.write_arrays(f"clinical_fibres/{nerve}", fibre_arrays(fibres) | {
+                "time": np.asarray(self.rows["time"], float),
+                "injured_fraction": np.asarray(self.rows.get(nerve, []), float)},
+                {"levels": fibres.levels, "injury_c": self.limits.injury_c,
+                 "summary": json.dumps(self.reading.fibre_block(nerve, fibres))})
 
     def summary(self, run: RunState) -> dict | None:
         """The ``clinical`` block, when the mesh has a nerve to read (:meth:`ClinicalReading.summary`)."""
