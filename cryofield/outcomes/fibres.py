@@ -137,8 +137,8 @@ class FibreBundle:
     >>> points, tets = _block_nerve()
     >>> bundle = FibreBundle(points, tets, [[0, 0, 0], [0, 0, 2e-3]], fibres=100)
     >>> reading = bundle.read(-20.0 + 4e4 * points[:, 0], levels=(-20.0,))  # -20 °C on x = 0: half the nerve
-    >>> bundle.n_fibres, round(injured_fractions(reading)[-20.0], 2)
-    (100, 0.5)
+    >>> bundle.n_fibres, round(injured_fractions(reading)[-20.0], 1)  # a square read through its moment ellipse
+    (90, 0.5)
     """
 
     def __init__(self, points: np.ndarray, tets: np.ndarray, line: np.ndarray, fibres: int = DEFAULT_FIBRES,
@@ -157,34 +157,39 @@ class FibreBundle:
         self.centre, self.tangent = _along(line, self.stations)
         self.normal = _transported_normals(self.centre, self.tangent)
         self.binormal = np.cross(self.tangent, self.normal)
-        # each node's offset in the frame of its nearest station: the extent of the projected cross-section
-        nearest = np.clip(np.rint((s_nodes - lo) / (self.stations[1] - lo)).astype(int), 0, len(self.stations) - 1)
-        rel = points[nodes] - self.centre[nearest]
-        u = np.einsum("ij,ij->i", rel, self.normal[nearest])
-        v = np.einsum("ij,ij->i", rel, self.binormal[nearest])
-        grid = _jittered_grid((u.min(), u.max()), (v.min(), v.max()), np.sqrt(area / fibres), seed)
-        # a station's elements reach a few stations either side: the nodes near it bound where the nerve can be
-        reach = int(np.ceil(_longest_edge(points, tets) / (self.stations[1] - lo))) + 1
-        self._node_station, self._reach, self._nerve_nodes = np.full(len(points), -1), reach, nodes
+        # each node's station, for the cheap reading of :meth:`reached_fraction`
+        width = self.stations[1] - lo
+        nearest = np.clip(np.rint((s_nodes - lo) / width).astype(int), 0, len(self.stations) - 1)
+        self._reach = int(np.ceil(_longest_edge(points, tets) / width)) + 1
+        self._node_station, self._nerve_nodes = np.full(len(points), -1), nodes
         self._node_station[nodes] = nearest
-        maybe = np.ones((len(grid), len(self.stations)), bool)
-        for k, (coord, g) in enumerate(((u, grid[:, 0]), (v, grid[:, 1]))):  # the section's box at each station
-            n_st = len(self.stations)
-            high = _dilated(_station_max(nearest, coord, n_st, -np.inf), reach)
-            low = -_dilated(_station_max(nearest, -coord, n_st, -np.inf), reach)
-            pad = 1e-6 * self.radius
-            maybe &= (g[:, None] >= low[None] - pad) & (g[:, None] <= high[None] + pad)
-        elem, lam = _Locator(points, tets, candidates).paths(self._paths(grid), maybe)
+        # the section at each station, an ellipse with the second moments of the nerve's volume near it: a
+        # fibre keeps its place in it (a point of the unit disc) wherever the centreline runs off the nerve's
+        # axis or the section turns or flattens, as an axon keeps its place in its fascicle
+        self.section_centre, self.section_axes = _sections(points, tets, line, self.stations, self.centre,
+                                                           self.normal, self.binormal, self._reach)
+        disc = _jittered_grid((-1.0, 1.0), (-1.0, 1.0), np.sqrt(np.pi / fibres), seed)
+        disc = disc[np.hypot(disc[:, 0], disc[:, 1]) <= 1.0]
+        elem, lam = _Locator(points, tets, candidates).paths(self._paths(disc))
         inside = elem >= 0
         keep = inside.any(axis=1)  # a fibre that never enters the nerve is outside its cross-section
-        self.offsets, self.inside = grid[keep], inside[keep]
-        shape = (len(grid), len(self.stations), 4)
+        self.disc, self.inside = disc[keep], inside[keep]
+        shape = (len(disc), len(self.stations), 4)
         self._nodes = np.where(inside[..., None], tets[np.maximum(elem, 0)].reshape(shape), 0)[keep]
         self._weights = np.where(inside[..., None], lam.reshape(shape), 0.0)[keep]
         # a segment between two stations counts when both its ends are in the nerve
-        path = self._paths(self.offsets)
+        path = self._paths(self.disc)
         both = self.inside[:, 1:] & self.inside[:, :-1]
         self._segment = np.where(both, np.linalg.norm(np.diff(path, axis=1), axis=2), 0.0)
+
+    def offsets_at(self, station: int) -> np.ndarray:
+        """(K, 2) the fibres' ``(u, v)`` offsets (m) along ``normal`` and ``binormal`` at ``station``."""
+        return self.section_centre[station] + self.disc @ self.section_axes[station].T
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(K, 2) the fibres' offsets (m) at the middle station."""
+        return self.offsets_at(len(self.stations) // 2)
 
     @property
     def n_fibres(self) -> int:
@@ -200,7 +205,8 @@ class FibreBundle:
         --------
         >>> points, tets = _block_nerve()
         >>> bundle = FibreBundle(points, tets, [[0, 0, 0], [0, 0, 2e-3]], fibres=100)
-        >>> bundle.reached_fraction(-20.0 + 4e4 * points[:, 0], -20.0), bundle.reached_fraction(points[:, 0], -1.0)
+        >>> cut = -20.0 + 4e4 * points[:, 0]  # -20 °C on x = 0: half the nerve
+        >>> round(bundle.reached_fraction(cut, -20.0), 1), bundle.reached_fraction(points[:, 0], -1.0)
         (0.5, 0.0)
         """
         field = np.asarray(field, float)
@@ -213,10 +219,11 @@ class FibreBundle:
         values = np.einsum("ksa,ksa->ks", field[self._nodes[:, columns]], self._weights[:, columns])
         return float(np.mean(np.any(self.inside[:, columns] & (values <= level), axis=1)))
 
-    def _paths(self, offsets: np.ndarray) -> np.ndarray:
-        """(K, S, 3) the path points of fibres at ``offsets`` (K, 2) at every station."""
-        u, v = offsets[:, 0, None, None], offsets[:, 1, None, None]
-        return self.centre[None] + u * self.normal[None] + v * self.binormal[None]
+    def _paths(self, disc: np.ndarray) -> np.ndarray:
+        """(K, S, 3) the path points of fibres at ``disc`` (K, 2: points of the unit disc) at every station."""
+        offsets = self.section_centre[None] + np.einsum("sij,kj->ksi", self.section_axes, disc)
+        return (self.centre[None] + offsets[..., :1] * self.normal[None]
+                + offsets[..., 1:] * self.binormal[None])
 
     def along(self, field: np.ndarray) -> np.ndarray:
         """(K, S) a nodal field interpolated (P1) at every fibre's path points; +inf outside the nerve."""
@@ -253,7 +260,8 @@ class FibreBundle:
                 time[i] = np.sum(node_values * self._weights[rows, coldest], axis=1)
         length = np.stack([self._length_below(T, c) for c in levels_arr]) * 1e3
         first = np.stack([self._first_below(T, c) for c in levels_arr]) * 1e3
-        u, v = self.offsets.T * 1e3
+        lesion = int(np.argmin(T.min(axis=0)))  # the station where the nerve was coldest: where it is drawn
+        u, v = self.offsets_at(lesion).T * 1e3
         return FibreReading(levels_arr, t_min, coldest, self.stations[coldest] * 1e3, time, length, first,
                             thresholds.grade(t_min), u, v,
                             (float(self.stations[0] * 1e3), float(self.stations[-1] * 1e3)))
@@ -551,22 +559,70 @@ class _Locator:
         elem[lost], lam[lost] = self.search(x[lost])
         return elem, lam
 
-    def paths(self, x: np.ndarray, maybe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def paths(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(G, S) tetrahedra and (G, S, 4) weights of the points ``x`` (G, S, 3) of G paths: each path's
-        point is walked to from its point at the station before, which is rarely more than a step away.
-        ``maybe`` (G, S): the points that can be inside (the others are outside without a search)."""
+        point is walked to from its point at the station before, which is rarely more than a step away."""
         elem, lam = np.full(x.shape[:2], -1), np.zeros(x.shape[:2] + (4,))
-        maybe = np.ones(x.shape[:2], bool) if maybe is None else maybe
         prev = np.full(len(x), -1)
         for j in range(x.shape[1]):
-            rows = np.flatnonzero(maybe[:, j])
-            start = prev[rows]
+            start = prev.copy()
             fresh = start < 0
             if fresh.any():
-                start[fresh] = self.tree.query(x[rows[fresh], j])[1]
-            elem[rows, j], lam[rows, j] = self.walk(x[rows, j], start)
+                start[fresh] = self.tree.query(x[fresh, j])[1]
+            elem[:, j], lam[:, j] = self.walk(x[:, j], start)
             prev = elem[:, j]
         return elem, lam
+
+
+def _sections(points: np.ndarray, tets: np.ndarray, line: np.ndarray, stations: np.ndarray, centre: np.ndarray,
+              normal: np.ndarray, binormal: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 2) the section's centroid and (S, 2, 2) its axes at each station, in the frame's (normal, binormal)
+    coordinates: the first and second moments of the volume of the tetrahedra within ``reach`` stations (their
+    centroids projected on the station's plane); the axes ``2 sqrt(covariance)`` map the unit disc onto the
+    ellipse of the same moments (exactly the section when it is a disc or an ellipse).
+
+    Examples
+    --------
+    >>> points, tets = _block_nerve(cells=6)
+    >>> line = np.array([[0, 0, 0], [0, 0, 2e-3]])
+    >>> s = np.linspace(0.0, 2e-3, 5)
+    >>> c, ax = _sections(points, tets, line, s, np.c_[0 * s, 0 * s, s], np.tile([1.0, 0, 0], (5, 1)),
+    ...                   np.tile([0, 1.0, 0], (5, 1)), 1)
+    >>> bool(np.abs(c).max() < 1e-5), np.round(ax[2] * np.sqrt(3) / 1e-3, 2).tolist()  # a square: 2 sd = w/√3
+    (True, [[0.99, -0.0], [-0.0, 0.99]])
+    """
+    corners = points[tets]
+    centroid, volume = corners.mean(axis=1), np.abs(cell_volumes(points, tets))
+    width = stations[1] - stations[0]
+    at = np.clip(np.rint((_arc_extended(line, centroid) - stations[0]) / width).astype(int), 0, len(stations) - 1)
+    rel = centroid - centre[at]
+    uv = np.stack([np.einsum("ij,ij->i", rel, normal[at]), np.einsum("ij,ij->i", rel, binormal[at])], axis=1)
+    moments = [volume, volume * uv[:, 0], volume * uv[:, 1], volume * uv[:, 0] ** 2, volume * uv[:, 0] * uv[:, 1],
+               volume * uv[:, 1] ** 2]
+    m0, mu, mv, muu, muv, mvv = (_window_sum(np.bincount(at, w, len(stations)), reach) for w in moments)
+    m0 = np.where(m0 > 0, m0, np.nan)
+    mean = np.stack([mu / m0, mv / m0], axis=1)
+    cov = np.stack([np.stack([muu / m0 - mean[:, 0] ** 2, muv / m0 - mean[:, 0] * mean[:, 1]], axis=1),
+                    np.stack([muv / m0 - mean[:, 0] * mean[:, 1], mvv / m0 - mean[:, 1] ** 2], axis=1)], axis=1)
+    known = np.isfinite(m0)
+    for array in (mean, cov):  # a station with no volume near it takes its nearest neighbour's section
+        array[~known] = array[known][np.abs(np.flatnonzero(known)[None] - np.flatnonzero(~known)[:, None]).argmin(1)]
+    values, vectors = np.linalg.eigh(cov)
+    axes = 2.0 * np.einsum("sij,sj,skj->sik", vectors, np.sqrt(np.maximum(values, 0.0)), vectors)
+    return mean, axes
+
+
+def _window_sum(values: np.ndarray, reach: int) -> np.ndarray:
+    """Each entry's sum over the entries within ``reach`` either side.
+
+    Examples
+    --------
+    >>> _window_sum(np.array([1.0, 2.0, 3.0]), 5).tolist(), _window_sum(np.array([1.0, 2.0, 3.0]), 1).tolist()
+    ([6.0, 6.0, 6.0], [3.0, 6.0, 5.0])
+    """
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(len(values))
+    return total[np.minimum(index + reach + 1, len(values))] - total[np.maximum(index - reach, 0)]
 
 
 def _longest_edge(points: np.ndarray, tets: np.ndarray) -> float:
@@ -574,13 +630,6 @@ def _longest_edge(points: np.ndarray, tets: np.ndarray) -> float:
     corners = points[tets]
     return float(max(np.linalg.norm(corners[:, a] - corners[:, b], axis=1).max()
                      for a in range(4) for b in range(a + 1, 4)))
-
-
-def _station_max(station: np.ndarray, values: np.ndarray, n: int, empty: float = 0.0) -> np.ndarray:
-    """(n,) the largest of ``values`` at each station (``empty`` where none)."""
-    out = np.full(n, empty)
-    np.maximum.at(out, station, values)
-    return out
 
 
 def _dilated(values: np.ndarray, reach: int) -> np.ndarray:

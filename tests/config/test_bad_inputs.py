@@ -116,3 +116,30 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
     assert main(["run", str(tmp_path / "case.yaml"), "-o", str(tmp_path / "taken"), "--no-render"]) == 2
     assert "output directory" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+FIBRE_CASE = """
+mesh: {generate: {kind: slab, size: [4, 4, 4], cells: [2, 2, 2]}, units: mm}
+tissues: {tissue: {library: muscle}}
+probes: [{name: p, surface: zmin}]
+protocol: [{kind: freeze, duration: 1, temperature: -50}]
+clinical: {CLINICAL}
+"""
+
+
+@pytest.mark.parametrize("clinical, key", [
+    ("{complete_block_fraction: 0}", "clinical.complete_block_fraction"),
+    ("{complete_block_fraction: 1.5}", "clinical.complete_block_fraction"),
+    ("{fibre_levels_c: [-5, -20, -10]}", "clinical.fibre_levels_c"),
+    ("{fibre_levels_c: [-20, -20]}", "clinical.fibre_levels_c"),
+    ("{fibres: 0}", "clinical.fibres"),
+    ("{injury_c: 5}", "clinical.injury_c"),
+    ("{fibre_min_length_mm: -1}", "clinical.fibre_min_length_mm"),
+])
+def test_bad_fibre_reading_settings_name_their_key(tmp_path, capsys, clinical, key):
+    """The fibre reading's settings (docs/physics.md §4): exit 2, the case file and the key named."""
+    case = tmp_path / "case.yaml"
+    case.write_text(FIBRE_CASE.replace("{CLINICAL}", clinical))
+    assert main(["validate", str(case)]) == 2
+    err = capsys.readouterr().err
+    assert str(case) in err and key in err, err

@@ -150,9 +150,10 @@ def test_a_short_cold_stretch_injures_the_fibres_that_pass_through_it():
     assert injured_fractions(r)[-20.0] == pytest.approx(0.5, abs=0.01)
     u = r.u_mm
     assert np.all(hit[u < -0.01]) and not np.any(hit[u > 0.01])  # exactly the fibres through the cold half
-    assert r.length_below_mm[1][hit & (u < -0.01)] == pytest.approx(1.0, abs=1e-6)  # whatever the rest
-    assert r.length_below_mm[0][u < -0.01] == pytest.approx(1.25, abs=1e-6)  # tent >= 3/8: 0.625 mm either side
-    assert r.length_below_mm[2][u < -0.01] == pytest.approx(0.5, abs=1e-6)  # -40 °C: tent >= 3/4
+    # whatever the rest of their length (a path 3e-5 longer than the axis: the section centre, from the mesh, wobbles)
+    assert r.length_below_mm[1][hit & (u < -0.01)] == pytest.approx(1.0, abs=1e-4)
+    assert r.length_below_mm[0][u < -0.01] == pytest.approx(1.25, abs=1e-4)  # tent >= 3/8: 0.625 mm either side
+    assert r.length_below_mm[2][u < -0.01] == pytest.approx(0.5, abs=1e-4)  # -40 °C: tent >= 3/4
     assert np.all(r.length_below_mm[:, u > 0.01] == 0.0)
     # the minimum is sampled at the stations: at most half a station from the peak (80 °C/mm either side)
     half = 0.5 * (bundle.stations[1] - bundle.stations[0]) * 1e3
@@ -177,10 +178,11 @@ def test_a_curved_nerve_is_followed_by_its_fibres():
     assert abs(bundle.n_fibres - DEFAULT_FIBRES) <= 0.05 * DEFAULT_FIBRES
     # the end faces are planes through the circle's centre, the centreline's end segments chords: the first
     # and last stations (a node's width beyond) may lie just outside; every other station is inside, but for
-    # fibres at the rim, which the mesh's flat facets (chords of the bend) can cut off
+    # fibres at the rim, which the mesh's flat facets (chords of the bend) and the section's moment ellipse
+    # (a disc a little wider than the polygon) can put outside
     within = bundle.inside[:, 1:-1]
-    assert within.mean() >= 0.999
-    assert within[np.hypot(*bundle.offsets.T) < 0.99 * R].all()
+    assert within.mean() >= 0.99
+    assert within[np.hypot(*bundle.disc.T) < 0.95].all()
     assert np.abs(np.einsum("ij,ij->i", bundle.normal, bundle.tangent)).max() < 1e-9
     r = bundle.read(np.full(len(points), -30.0), levels=(-20.0,))
     assert injured_fractions(r)[-20.0] == 1.0
@@ -190,7 +192,7 @@ def test_a_curved_nerve_is_followed_by_its_fibres():
     outer = (bend + across) / bend
     arc = bundle.stations[-2] - bundle.stations[1]
     whole = within.all(axis=1)
-    assert whole.mean() > 0.99
+    assert whole.mean() > 0.95
     assert r.length_below_mm[0][whole] == pytest.approx(arc * 1e3 * outer[whole], rel=0.002)
 
 

@@ -17,12 +17,14 @@ import yaml
 
 from cryofield.cli import main
 from cryofield.errors import InputError
+from cryofield.outcomes.fibres import verdict
 from cryofield.sweep.design import ROWS, design_points
 from cryofield.sweep.execute import local_cluster, run_sweep, slurm_cluster, slurm_kwargs
 from cryofield.sweep.schema import DESIGNS, LocalClusterSpec, SweepSpec, load_sweep, parse_sweep
 from cryofield.sweep.table import read_table
-from cryofield.sweep.uncertainty import probabilities
+from cryofield.sweep.uncertainty import distribution, probabilities
 from cryofield.sweep.variants import expand
+from cryofield.sweep.worker import outcomes
 
 pytest.importorskip("distributed")
 
@@ -242,6 +244,27 @@ def test_uncertainty_reports_probabilities_with_intervals():
     assert p["skin_or_artery_froze"]["k"] == 2
     exact = probabilities(rows, 0.95, "clopper-pearson")["durable_block"]
     assert exact["high"] - exact["low"] > p["durable_block"]["high"] - p["durable_block"]["low"]
+
+
+def test_the_fibre_verdict_becomes_columns_a_probability_and_a_distribution():
+    """A run's fibre reading (per nerve: injured fraction, verdict, fraction per level) gives the sweep table's
+    columns; over the variants, the probability of a complete block and the spread of the injured fraction."""
+    def summary(fraction: float) -> dict:
+        fibres = {"injured_fraction": fraction, "verdict": verdict(fraction, 0.9),
+                  "injured_fraction_by_level": {"-10": min(1.0, fraction + 0.1), "-20": fraction}}
+        nerve = {"min_temperature_C": -30.0, "lesion_length": {"-20": {"whole_section_mm": 0.0, "any_part_mm": 4.0}},
+                 "durable_block": False, "target": True, "fibres": fibres}
+        return {"timings_s": {}, "backend": "cpu", "device": "-", "nodes": 1, "time_step": {"steps": 1},
+                "total_volume_below_mm3": {}, "clinical": {"thresholds_C": [-20.0], "durable_block_mm": 4.0,
+                                                           "nerves": {"gon": nerve}}}
+
+    rows = [{"status": "ok"} | outcomes(summary(f)) for f in (0.95, 0.5, 0.0, 1.0)]
+    assert [r["complete_block"] for r in rows] == [True, False, False, True]
+    assert [r["partial_block"] for r in rows] == [True, True, False, True]
+    assert rows[1]["nerve.gon.verdict"] == "partial" and rows[1]["nerve.gon.injured_fraction_m10C"] == 0.6
+    assert probabilities(rows)["complete_block"]["k"] == 2
+    spread = distribution(rows)
+    assert spread["n"] == 4 and spread["quantiles"]["0.5"] == 0.725 and list(probabilities(rows))[0] == "complete_block"
 
 
 def test_slurm_configuration_and_job_script(tmp_path, capsys):
