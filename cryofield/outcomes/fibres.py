@@ -34,7 +34,7 @@ from cryofield.model.roles import GRADES, THRESHOLDS, Thresholds
 DEFAULT_LEVELS = THRESHOLDS.fibre_levels_c
 
 #: Default number of fibres per nerve: the injured fraction of a straight cut through a disc is then within
-#: about 1 % of the exact one (rms 0.3 %, see tests/outcomes/test_fibres.py).
+#: 1 % of the exact one (tests/outcomes/test_fibres.py).
 DEFAULT_FIBRES = THRESHOLDS.fibres
 
 #: Station spacing, as a fraction of the nerve's equivalent radius, and its upper bound (m): a 1 mm cold
@@ -106,10 +106,10 @@ class FibreBundle:
     line
         (L, 3) the nerve's centreline (m), proximal end first, L >= 2.
     fibres
-        The number of fibres to aim for (the count kept is within a few per cent of it: one per grid cell of
-        area ``A / fibres`` whose sample lies in the nerve, ``A`` the mean cross-section). The default
-        (:data:`DEFAULT_FIBRES`) reads the fraction of a disc beyond a straight cut to about 1 % (worst of
-        many cuts; rms 0.34 %); the error falls like ``fibres ** -0.78`` (measured, see the tests).
+        The number of fibres to aim for (the count kept is within a few per cent of it: equal-area samples of
+        the unit disc mapped onto each station's section). The default (:data:`DEFAULT_FIBRES`) reads the
+        fraction of a disc beyond a straight cut to within 1 %, and the error falls with the count as jittered
+        sampling does (tests/outcomes/test_fibres.py checks both; figures in docs/physics.md §4).
     step
         Spacing of the stations along the nerve (m); default a tenth of the nerve's equivalent radius, at
         most 0.2 mm.
