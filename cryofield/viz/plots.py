@@ -69,7 +69,9 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
         FigureCanvasAgg(fig)
         shaped = bool(vr.result.iceball)  # probes with a pose: two more panels for the ice-ball shape
         axes = fig.subplots(5 if shaped else 4, 2, sharex=True).ravel()
-        fig.subplots_adjust(left=0.07, right=0.93, top=0.9, bottom=0.06, hspace=0.42, wspace=0.3)
+        readings = safety_readings(vr)
+        fig.subplots_adjust(left=0.07, right=0.93, top=0.875 if readings else 0.9, bottom=0.06, hspace=0.42,
+                            wspace=0.3)
         titles = panel_titles(vr.thresholds) + (ICEBALL_PANELS if shaped else ())
         panels = dict(zip(titles, axes))
         if shaped:
@@ -96,6 +98,8 @@ def timeseries_figure(vr: VizResult, size: tuple[int, int] = (1200, 900),
                             for k in kinds], loc="upper right", ncol=len(kinds), frameon=False,
                    bbox_to_anchor=(0.98, 0.965), fontsize="medium")
         fig.suptitle(f"{vr.name}: time series", x=0.07, ha="left", fontsize="xx-large")
+        if readings:  # under the title, the run summary's own words: the levels skin and vessels reached
+            fig.text(0.07, 0.905, "\n".join(readings), ha="left", va="bottom", fontsize="small")
     return fig
 
 
@@ -239,6 +243,14 @@ def _skin(ax, vr: VizResult, t: np.ndarray) -> None:
         ax.axhline(vr.thresholds.melanocyte_c, color="0.3", ls="--", lw=_thin(),
                    label=f"{_deg(vr.thresholds.melanocyte_c)}: melanocytes")
     ax.set_ylabel("°C")
+
+
+def safety_readings(vr: VizResult) -> list[str]:
+    """The clinical summary's sentences for the skin and the vessels (``reading``), as printed after a run;
+    none for a result without them."""
+    clinical = vr.clinical or {}
+    lines = [f"skin: {clinical['skin']['reading']}"] if "reading" in clinical.get("skin", {}) else []
+    return lines + [f"{name}: {v['reading']}" for name, v in clinical.get("vessels", {}).items() if "reading" in v]
 
 
 def _regions(ax, vr: VizResult, t: np.ndarray) -> None:

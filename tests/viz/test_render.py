@@ -234,6 +234,8 @@ def test_plots_carry_the_expected_series(vr):
     np.testing.assert_allclose(nerve.get_ydata(), metrics["region_min_temperature"][:, names.index("nerve")])
     skin = line("Skin (and artery) minimum temperature", "skin")
     np.testing.assert_allclose(skin.get_ydata(), metrics["region_min_temperature"][:, names.index("skin")])
+    # the safety sentence of the summary, word for word (print, JSON and picture say the same)
+    assert f"skin: {vr.clinical['skin']['reading']}" in "\n".join(txt.get_text() for txt in fig.texts)
     np.testing.assert_allclose(line("Probe temperature", "tip").get_ydata(), metrics["probe_temperature"][:, 0])
     assert {ln.get_label() for ln in panels["Minimum temperature by region"].get_lines()} == set(names)
     # the nerve's frozen lengths, against a brute-force scan along it: every 10 µm along x, cut the nerve's
