@@ -28,7 +28,7 @@ import numpy as np
 from cryofield.fem.geometry import arc_position, cell_volumes, corner_shares
 from cryofield.fem.metrics import corner_radii, fraction_below
 from cryofield.model.roles import GRADES, RoleTable
-from cryofield.outcomes.fibres import FibreBundle, FibreReading, fibre_summary
+from cryofield.outcomes.fibres import FibreBundle, FibreReading, fibre_summary, untouched_summary
 
 
 def clinical_summary(points: np.ndarray, tets: np.ndarray, elem_region: np.ndarray, region_names: list[str],
@@ -75,21 +75,27 @@ class ClinicalReading:
         self.node_sets = {r: np.unique(tets[elem_region == i]) for i, r in enumerate(region_names)}
         self.lesion = NerveLesion(points, tets, elem_region, region_names, roles.centrelines, self.nerves)
         self._volumes = None
-        self._bundles: dict[str, FibreBundle] | None = None
+        self._bundles: dict[str, FibreBundle] = {}
 
     @property
-    def bundles(self) -> dict[str, FibreBundle]:
-        """Each nerve's fibres (:class:`~cryofield.outcomes.fibres.FibreBundle`, set up on first use); none on an
-        axisymmetric mesh, whose nerves have no cross-section to sample."""
-        if self._bundles is None:
-            self._bundles = {}
-            if self.tets.shape[1] == 4:
-                for nerve in self.nerves:
-                    nerve_tets = self.tets[self.elem_region == self.region_names.index(nerve)]
-                    self._bundles[nerve] = FibreBundle(self.points, nerve_tets,
-                                                       np.asarray(self.roles.centrelines[nerve], float),
-                                                       fibres=self.limits.fibres)
-        return self._bundles
+    def fibre_nerves(self) -> list[str]:
+        """The nerves read fibre by fibre: all of them but on an axisymmetric mesh, whose nerves have no
+        cross-section to sample."""
+        return self.nerves if self.tets.shape[1] == 4 else []
+
+    def bundle(self, nerve: str) -> FibreBundle:
+        """The fibres of ``nerve`` (:class:`~cryofield.outcomes.fibres.FibreBundle`), set up on first use."""
+        if nerve not in self._bundles:
+            nerve_tets = self.tets[self.elem_region == self.region_names.index(nerve)]
+            self._bundles[nerve] = FibreBundle(self.points, nerve_tets, np.asarray(self.roles.centrelines[nerve],
+                                                                                   float), fibres=self.limits.fibres)
+        return self._bundles[nerve]
+
+    def touched(self, nerve: str, min_temperature: np.ndarray, level: float | None = None) -> bool:
+        """Whether some node of ``nerve`` reached ``level`` (default: the warmest level a fibre is read or
+        graded at); a nerve that did not has no fibre to read there, and its bundle need not be set up."""
+        warmest = max(self.fibre_levels[0], self.limits.neurapraxia_c) if level is None else level
+        return bool(float(min_temperature[self.node_sets[nerve]].min()) <= warmest)
 
     @property
     def fibre_levels(self) -> tuple[float, ...]:
@@ -100,7 +106,7 @@ class ClinicalReading:
                     time_below: np.ndarray | None = None) -> FibreReading:
         """Every fibre of ``nerve`` read off the run's minimum temperature (and time at the injury level)."""
         below = None if time_below is None else {self.limits.injury_c: time_below}
-        return self.bundles[nerve].read(min_temperature, below, self.fibre_levels, self.limits)
+        return self.bundle(nerve).read(min_temperature, below, self.fibre_levels, self.limits)
 
     def fibre_block(self, nerve: str, reading: FibreReading) -> dict:
         """A nerve's fibre summary (:func:`~cryofield.outcomes.fibres.fibre_summary`) with its relief forecast:
@@ -118,6 +124,16 @@ class ClinicalReading:
         return out | {"relief": {"distance_mm": distance, "regrowth_mm_per_day": [slow, fast],
                                  "weeks": [distance / fast / 7.0, distance / slow / 7.0],
                                  "forecast": "sensory return (not pain relief) as the injured axons regrow"}}
+
+    def fibres_of(self, nerve: str, min_temperature: np.ndarray, time_below: np.ndarray | None = None) -> dict:
+        """A nerve's fibre block (:meth:`fibre_block`); for a nerve that stayed warmer than every level read and
+        graded, without reading its fibres: none injured (:func:`~cryofield.outcomes.fibres.untouched_summary`)."""
+        if not self.touched(nerve, min_temperature):
+            limits = self.limits
+            return untouched_summary(self.fibre_levels, limits.injury_c, limits.complete_block_fraction,
+                                     limits.fibre_min_length_mm) | {"relief": {"weeks": None,
+                                                                                "reason": "no fibre was injured"}}
+        return self.fibre_block(nerve, self.read_fibres(nerve, min_temperature, time_below))
 
     @property
     def volumes(self) -> np.ndarray:
@@ -173,8 +189,8 @@ class ClinicalReading:
             if fibres is not None:
                 if nerve in fibres:
                     entry["fibres"] = fibres[nerve]
-            elif nerve in self.bundles:
-                entry["fibres"] = self.fibre_block(nerve, self.read_fibres(nerve, min_temperature, time_below))
+            elif nerve in self.fibre_nerves:
+                entry["fibres"] = self.fibres_of(nerve, min_temperature, time_below)
             out["nerves"][nerve] = entry
         skin = [r for r in self.roles.regions_with("skin") if len(node_sets[r])]
         if skin:

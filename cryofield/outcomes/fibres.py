@@ -374,6 +374,23 @@ def fibre_summary(reading: FibreReading, injury_c: float, complete_fraction: flo
             "to_end_mm": None if start is None else reading.span_mm[1] - start}
 
 
+def untouched_summary(levels: tuple[float, ...], injury_c: float, complete_fraction: float = 0.9,
+                      min_length_mm: float = 0.0) -> dict:
+    """The :func:`fibre_summary` of a nerve none of whose nodes reached the warmest level read or graded: no
+    fibre reached any level, every fibre is ungraded, so none needs reading (``fibres`` 0: none read).
+
+    Examples
+    --------
+    >>> out = untouched_summary((-5.0, -20.0), -20.0)
+    >>> out["injured_fraction_by_level"], out["verdict"], out["grades"]["none"]
+    ({'-5': 0.0, '-20': 0.0}, 'none', 1.0)
+    """
+    return {"fibres": 0, "grades": {name: float(name == GRADES[0]) for name in GRADES},
+            "injured_fraction_by_level": {f"{c:g}": 0.0 for c in levels}, "injury_c": float(injury_c),
+            "min_length_mm": float(min_length_mm), "complete_fraction": float(complete_fraction),
+            "injured_fraction": 0.0, "verdict": "none", "injured_from_mm": None, "to_end_mm": None}
+
+
 def fibre_arrays(reading: FibreReading) -> dict[str, np.ndarray]:
     """The per-fibre arrays of a reading as the result stores them (``/clinical_fibres/NERVE``): offsets, minimum
     temperature, where it was coldest, grade, and per level (rows in ``levels`` order) the length below it.

@@ -169,7 +169,8 @@ class VizResult:
         with h5py.File(self.result.path, "r") as f:
             if "clinical_fibres" not in f:
                 return {}
-            return {name: {k: g[k][()] for k in g} | _fibre_attrs(g.attrs) for name, g in f["clinical_fibres"].items()}
+            return {name: {k: g[k][()] for k in g} | _fibre_attrs(g.attrs) for name, g in f["clinical_fibres"].items()
+                    if "u_mm" in g}  # a nerve that stayed warm has its summary only
 
     @cached_property
     def clinical(self) -> ClinicalSummary | None:

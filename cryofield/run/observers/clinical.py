@@ -47,18 +47,19 @@ class ClinicalReadout(Observer):
 
     def at_output(self, run: RunState, segment: Segment) -> None:
         """The injured fraction of each nerve's fibres at the injury level so far (for the time series)."""
-        bundles = self.reading.bundles
-        if not bundles:
+        nerves, reading, limits = self.reading.fibre_nerves, self.reading, self.limits
+        if not nerves:
             return
         T_min = self.dose.min_temperature(run)
         self.rows["time"].append(segment.end)
-        limits = self.limits
-        for nerve, bundle in bundles.items():
-            if limits.fibre_min_length_mm > 0:  # the injured length needs the whole reading
-                reading = bundle.read(T_min, None, (limits.injury_c,), limits)
-                fraction = float(np.mean(injured(reading, limits.injury_c, limits.fibre_min_length_mm)))
+        for nerve in nerves:
+            if not reading.touched(nerve, T_min, limits.injury_c):  # no fibre can be injured yet
+                fraction = 0.0
+            elif limits.fibre_min_length_mm > 0:  # the injured length needs the whole reading
+                fibres = reading.bundle(nerve).read(T_min, None, (limits.injury_c,), limits)
+                fraction = float(np.mean(injured(fibres, limits.injury_c, limits.fibre_min_length_mm)))
             else:
-                fraction = bundle.reached_fraction(T_min, limits.injury_c)
+                fraction = reading.bundle(nerve).reached_fraction(T_min, limits.injury_c)
             self.rows.setdefault(nerve, []).append(fraction)
 
     def state(self, run: RunState) -> dict[str, np.ndarray]:
@@ -80,13 +81,15 @@ class ClinicalReadout(Observer):
         writer.write_arrays("fields", {"damage_fraction": fields["damage_fraction"]})
         for nerve, profile in self.reading.profiles(fields["min_temperature"], self._below_injury(fields)).items():
             writer.write_arrays(f"clinical/{nerve}", profile, {"profile_mm": self.limits.profile_mm})
-        for nerve in self.reading.bundles:
-            fibres = self.reading.read_fibres(nerve, fields["min_temperature"], self._below_injury(fields))
-            writer.write_arrays(f"clinical_fibres/{nerve}", fibre_arrays(fibres) | {
-                "time": np.asarray(self.rows["time"], float),
-                "injured_fraction": np.asarray(self.rows.get(nerve, []), float)},
-                {"levels": fibres.levels, "injury_c": self.limits.injury_c,
-                 "summary": json.dumps(self.reading.fibre_block(nerve, fibres))})
+        for nerve in self.reading.fibre_nerves:
+            below = self._below_injury(fields)
+            series = {"time": np.asarray(self.rows["time"], float),
+                      "injured_fraction": np.asarray(self.rows.get(nerve, []), float)}
+            attrs = {"levels": np.asarray(self.reading.fibre_levels), "injury_c": self.limits.injury_c,
+                     "summary": json.dumps(self.reading.fibres_of(nerve, fields["min_temperature"], below))}
+            if self.reading.touched(nerve, fields["min_temperature"]):  # a nerve that stayed warm has none read
+                series |= fibre_arrays(self.reading.read_fibres(nerve, fields["min_temperature"], below))
+            writer.write_arrays(f"clinical_fibres/{nerve}", series, attrs)
 
     def summary(self, run: RunState) -> dict | None:
         """The ``clinical`` block, when the mesh has a nerve to read (:meth:`ClinicalReading.summary`)."""
