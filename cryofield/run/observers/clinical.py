@@ -85,10 +85,14 @@ class ClinicalReadout(Observer):
             below = self._below_injury(fields)
             series = {"time": np.asarray(self.rows["time"], float),
                       "injured_fraction": np.asarray(self.rows.get(nerve, []), float)}
-            attrs = {"levels": np.asarray(self.reading.fibre_levels), "injury_c": self.limits.injury_c,
-                     "summary": json.dumps(self.reading.fibres_of(nerve, fields["min_temperature"], below))}
             if self.reading.touched(nerve, fields["min_temperature"]):  # a nerve that stayed warm has none read
-                series |= fibre_arrays(self.reading.read_fibres(nerve, fields["min_temperature"], below))
+                fibres = self.reading.read_fibres(nerve, fields["min_temperature"], below)
+                series |= fibre_arrays(fibres)
+                block = self.reading.fibre_block(nerve, fibres)
+            else:
+                block = self.reading.fibres_of(nerve, fields["min_temperature"], below)
+            attrs = {"levels": np.asarray(self.reading.fibre_levels), "injury_c": self.limits.injury_c,
+                     "summary": json.dumps(block)}
             writer.write_arrays(f"clinical_fibres/{nerve}", series, attrs)
 
     def summary(self, run: RunState) -> dict | None:
